@@ -1,0 +1,66 @@
+"""Errors raised by the Bybit adapter.
+
+Tree::
+
+    BybitError
+    ├── FrameRejected            a WebSocket frame that cannot be turned into events
+    ├── BybitAuthError           private WebSocket auth refused (wrong key, expired signature)
+    └── BybitRestError           a REST call that did not succeed
+        ├── BybitApiError        the server answered with retCode != 0
+        ├── BybitHttpError       the server answered with a non-200 HTTP status
+        └── BybitTransportError  no answer: connection error or timeout
+"""
+
+from __future__ import annotations
+
+
+class BybitError(Exception):
+    """Root of every error this package raises."""
+
+
+class FrameRejected(BybitError):
+    """A frame could not be normalized; ``reason`` says why in one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class BybitAuthError(BybitError):
+    """The private stream refused our credentials.
+
+    ``kind`` is ``"expired"`` when the signature's expiry was judged in the past
+    (usually clock skew), ``"invalid_key"`` otherwise.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"private auth failed ({kind}): {message}")
+        self.kind = kind
+        self.server_message = message
+
+
+class BybitRestError(BybitError):
+    """A REST call failed after its retries."""
+
+
+class BybitApiError(BybitRestError):
+    """``retCode != 0`` in an otherwise well-formed reply."""
+
+    def __init__(self, path: str, ret_code: int, ret_msg: str) -> None:
+        super().__init__(f"{path}: retCode {ret_code} ({ret_msg})")
+        self.path = path
+        self.ret_code = ret_code
+        self.ret_msg = ret_msg
+
+
+class BybitHttpError(BybitRestError):
+    """A non-200 HTTP status."""
+
+    def __init__(self, path: str, status: int, body: str) -> None:
+        super().__init__(f"{path}: HTTP {status} {body[:200]}")
+        self.path = path
+        self.status = status
+
+
+class BybitTransportError(BybitRestError):
+    """No usable answer: connection refused, reset, or timed out."""

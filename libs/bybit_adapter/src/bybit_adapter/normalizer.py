@@ -1,0 +1,393 @@
+"""Turn decoded Bybit V5 frames into typed events.
+
+Pure and synchronous: no I/O, no clock. The same item builders serve WebSocket
+frames and REST replies, so a REST-recovered row looks exactly like a live one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from bybit_adapter.errors import FrameRejected
+from bybit_adapter.events import (
+    ExecutionEvent,
+    OrderEvent,
+    PositionEvent,
+    PrivateEvent,
+    Source,
+    TickerEvent,
+    TradeEvent,
+    WalletEvent,
+)
+
+# Bybit sends decimals as plain strings such as "28560.50"; anything else in a
+# price or size slot is corrupt input, not a value to guess at.
+Decimal = Annotated[str, msgspec.Meta(pattern=r"^-?[0-9]+(\.[0-9]+)?$")]
+
+_TRADE_PREFIX = "publicTrade."
+_TICKER_PREFIX = "tickers."
+
+
+class _WireTrade(msgspec.Struct, forbid_unknown_fields=False):
+    T: int
+    s: str
+    S: Literal["Buy", "Sell"]
+    v: Decimal
+    p: Decimal
+    i: Annotated[str, msgspec.Meta(min_length=1)]
+    L: str | None = None
+    BT: bool = False
+    RPI: bool | None = None
+    seq: int | None = None
+
+
+class _WireRestTrade(msgspec.Struct, forbid_unknown_fields=False):
+    execId: Annotated[str, msgspec.Meta(min_length=1)]
+    symbol: str
+    price: Decimal
+    size: Decimal
+    side: Literal["Buy", "Sell"]
+    time: Annotated[str, msgspec.Meta(pattern=r"^[0-9]+$")]
+    isBlockTrade: bool = False
+    isRPITrade: bool | None = None
+    seq: str | None = None
+
+
+_TRADES = list[_WireTrade]
+_REST_TRADES = list[_WireRestTrade]
+
+
+def _int_or_none(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise FrameRejected(f"expected an integer, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise FrameRejected(f"expected an integer, got {value!r}") from None
+
+
+def _str_or_none(item: dict[str, Any], key: str) -> str | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    raise FrameRejected(f"field {key!r} should be a string, got {type(value).__name__}")
+
+
+def _bool_or_none(item: dict[str, Any], key: str) -> bool | None:
+    value = item.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise FrameRejected(f"field {key!r} should be a boolean, got {type(value).__name__}")
+
+
+def _required_str(item: dict[str, Any], key: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or not value:
+        raise FrameRejected(f"missing or invalid field {key!r}")
+    return value
+
+
+def _required_ms(item: dict[str, Any], key: str) -> int:
+    value = _int_or_none(item.get(key))
+    if value is None:
+        raise FrameRejected(f"missing timestamp field {key!r}")
+    return value
+
+
+def _envelope_ts(message: dict[str, Any], key: str) -> int:
+    ts = message.get(key)
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        raise FrameRejected(f"envelope {key!r} missing or not an integer")
+    return ts
+
+
+class BybitNormalizer:
+    """Normalizes frames for one session.
+
+    Keeps the last ticker state per (category, symbol) so that every linear and
+    inverse ticker delta becomes a complete state.
+    """
+
+    def __init__(self) -> None:
+        self._tickers: dict[tuple[str, str], dict[str, Any]] = {}
+
+    # ---- public -------------------------------------------------------------
+
+    def normalize_public(
+        self, category: str, message: dict[str, Any], received_ns: int
+    ) -> list[TradeEvent] | list[TickerEvent]:
+        """Events from one public data frame; raises ``FrameRejected``."""
+        topic = message.get("topic")
+        if not isinstance(topic, str):
+            raise FrameRejected("frame has no topic")
+        if topic.startswith(_TRADE_PREFIX):
+            return self.trades_from_frame(category, message, received_ns)
+        if topic.startswith(_TICKER_PREFIX):
+            return [self.ticker_from_frame(category, message, received_ns)]
+        raise FrameRejected(f"unsupported topic {topic!r}")
+
+    def trades_from_frame(
+        self, category: str, message: dict[str, Any], received_ns: int
+    ) -> list[TradeEvent]:
+        ts = _envelope_ts(message, "ts")
+        data = message.get("data")
+        if not isinstance(data, list):
+            raise FrameRejected("publicTrade data is not a list")
+        try:
+            wire = msgspec.convert(data, _TRADES)
+        except msgspec.ValidationError as exc:
+            raise FrameRejected(f"publicTrade: {exc}") from None
+        return [
+            TradeEvent(
+                category=category,
+                symbol=t.s,
+                trade_id=t.i,
+                trade_time_ms=t.T,
+                side=t.S,
+                price=t.p,
+                size=t.v,
+                tick_direction=t.L,
+                is_block_trade=t.BT,
+                is_rpi=t.RPI,
+                seq=t.seq,
+                exchange_ts_ms=ts,
+                received_ns=received_ns,
+            )
+            for t in wire
+        ]
+
+    def ticker_from_frame(
+        self, category: str, message: dict[str, Any], received_ns: int
+    ) -> TickerEvent:
+        ts = _envelope_ts(message, "ts")
+        data = message.get("data")
+        if not isinstance(data, dict):
+            raise FrameRejected("tickers data is not an object")
+        symbol = data.get("symbol")
+        if not isinstance(symbol, str) or not symbol:
+            raise FrameRejected("tickers data has no symbol")
+        frame_type = message.get("type")
+        key = (category, symbol)
+        if frame_type == "snapshot":
+            state = dict(data)
+        elif frame_type == "delta":
+            previous = self._tickers.get(key)
+            if previous is None:
+                raise FrameRejected(f"ticker delta for {symbol} before any snapshot")
+            # Absent keys are unchanged; present keys (even "") are new values.
+            state = {**previous, **data}
+        else:
+            raise FrameRejected(f"unknown ticker frame type {frame_type!r}")
+        self._tickers[key] = state
+        cs = message.get("cs")
+        return TickerEvent(
+            category=category,
+            symbol=symbol,
+            frame_type=frame_type,
+            exchange_ts_ms=ts,
+            received_ns=received_ns,
+            cross_seq=cs if isinstance(cs, int) and not isinstance(cs, bool) else None,
+            state=state,
+        )
+
+    def reset_tickers(self, category: str) -> None:
+        """Forget ticker state of a category: a resubscribe sends new snapshots."""
+        for key in [k for k in self._tickers if k[0] == category]:
+            del self._tickers[key]
+
+    @staticmethod
+    def trades_from_rest(
+        category: str, items: list[Any], response_time_ms: int, received_ns: int
+    ) -> list[TradeEvent]:
+        """Events from a ``/v5/market/recent-trade`` list."""
+        try:
+            wire = msgspec.convert(items, _REST_TRADES)
+        except msgspec.ValidationError as exc:
+            raise FrameRejected(f"recent-trade: {exc}") from None
+        return [
+            TradeEvent(
+                category=category,
+                symbol=t.symbol,
+                trade_id=t.execId,
+                trade_time_ms=int(t.time),
+                side=t.side,
+                price=t.price,
+                size=t.size,
+                tick_direction=None,
+                is_block_trade=t.isBlockTrade,
+                is_rpi=t.isRPITrade,
+                seq=int(t.seq) if t.seq else None,
+                exchange_ts_ms=response_time_ms,
+                received_ns=received_ns,
+                source="rest",
+            )
+            for t in wire
+        ]
+
+    # ---- private ------------------------------------------------------------
+
+    def normalize_private(self, message: dict[str, Any], received_ns: int) -> list[PrivateEvent]:
+        """Events from one private data frame; raises ``FrameRejected``."""
+        topic = message.get("topic")
+        if not isinstance(topic, str):
+            raise FrameRejected("frame has no topic")
+        data = message.get("data")
+        if not isinstance(data, list):
+            raise FrameRejected(f"{topic}: data is not a list")
+        created = message.get("creationTime")
+        exchange_ts = (
+            created if isinstance(created, int) and not isinstance(created, bool) else None
+        )
+        base = topic.split(".", 1)[0]
+        builder = _PRIVATE_BUILDERS.get(base)
+        if builder is None:
+            raise FrameRejected(f"unsupported private topic {topic!r}")
+        events: list[PrivateEvent] = []
+        for item in data:
+            if not isinstance(item, dict):
+                raise FrameRejected(f"{topic}: item is not an object")
+            events.append(builder(item, None, exchange_ts, received_ns, "ws"))
+        return events
+
+
+def execution_from_item(
+    item: dict[str, Any],
+    category: str | None,
+    exchange_ts_ms: int | None,
+    received_ns: int,
+    source: Source,
+) -> ExecutionEvent:
+    """An execution from a WS item (has ``category``) or a REST row (category given)."""
+    return ExecutionEvent(
+        category=_item_category(item, category),
+        symbol=_required_str(item, "symbol"),
+        exec_id=_required_str(item, "execId"),
+        order_id=_str_or_none(item, "orderId"),
+        order_link_id=_str_or_none(item, "orderLinkId"),
+        side=_str_or_none(item, "side"),
+        order_type=_str_or_none(item, "orderType"),
+        exec_type=_str_or_none(item, "execType"),
+        exec_price=_str_or_none(item, "execPrice"),
+        exec_qty=_str_or_none(item, "execQty"),
+        exec_value=_str_or_none(item, "execValue"),
+        exec_fee=_str_or_none(item, "execFee"),
+        fee_rate=_str_or_none(item, "feeRate"),
+        closed_size=_str_or_none(item, "closedSize"),
+        exec_pnl=_str_or_none(item, "execPnl"),
+        is_maker=_bool_or_none(item, "isMaker"),
+        exec_time_ms=_required_ms(item, "execTime"),
+        seq=_int_or_none(item.get("seq")),
+        raw=item,
+        exchange_ts_ms=exchange_ts_ms,
+        received_ns=received_ns,
+        source=source,
+    )
+
+
+def order_from_item(
+    item: dict[str, Any],
+    category: str | None,
+    exchange_ts_ms: int | None,
+    received_ns: int,
+    source: Source,
+) -> OrderEvent:
+    return OrderEvent(
+        category=_item_category(item, category),
+        symbol=_required_str(item, "symbol"),
+        order_id=_required_str(item, "orderId"),
+        order_link_id=_str_or_none(item, "orderLinkId"),
+        side=_str_or_none(item, "side"),
+        order_type=_str_or_none(item, "orderType"),
+        price=_str_or_none(item, "price"),
+        qty=_str_or_none(item, "qty"),
+        order_status=_required_str(item, "orderStatus"),
+        avg_price=_str_or_none(item, "avgPrice"),
+        leaves_qty=_str_or_none(item, "leavesQty"),
+        cum_exec_qty=_str_or_none(item, "cumExecQty"),
+        cum_exec_value=_str_or_none(item, "cumExecValue"),
+        cum_exec_fee=_str_or_none(item, "cumExecFee"),
+        time_in_force=_str_or_none(item, "timeInForce"),
+        reduce_only=_bool_or_none(item, "reduceOnly"),
+        created_time_ms=_int_or_none(item.get("createdTime")),
+        updated_time_ms=_required_ms(item, "updatedTime"),
+        raw=item,
+        exchange_ts_ms=exchange_ts_ms,
+        received_ns=received_ns,
+        source=source,
+    )
+
+
+def position_from_item(
+    item: dict[str, Any],
+    category: str | None,
+    exchange_ts_ms: int | None,
+    received_ns: int,
+    source: Source,
+) -> PositionEvent:
+    return PositionEvent(
+        category=_item_category(item, category),
+        symbol=_required_str(item, "symbol"),
+        side=_str_or_none(item, "side"),
+        size=_str_or_none(item, "size"),
+        position_idx=_int_or_none(item.get("positionIdx")),
+        entry_price=_str_or_none(item, "entryPrice") or _str_or_none(item, "avgPrice"),
+        mark_price=_str_or_none(item, "markPrice"),
+        position_value=_str_or_none(item, "positionValue"),
+        unrealised_pnl=_str_or_none(item, "unrealisedPnl"),
+        cum_realised_pnl=_str_or_none(item, "cumRealisedPnl"),
+        leverage=_str_or_none(item, "leverage"),
+        liq_price=_str_or_none(item, "liqPrice"),
+        updated_time_ms=_int_or_none(item.get("updatedTime")),
+        raw=item,
+        exchange_ts_ms=exchange_ts_ms,
+        received_ns=received_ns,
+        source=source,
+    )
+
+
+def wallet_from_item(
+    item: dict[str, Any],
+    category: str | None,
+    exchange_ts_ms: int | None,
+    received_ns: int,
+    source: Source,
+) -> WalletEvent:
+    coins = item.get("coin", [])
+    if not isinstance(coins, list):
+        raise FrameRejected("wallet: 'coin' is not a list")
+    return WalletEvent(
+        account_type=_str_or_none(item, "accountType"),
+        total_equity=_str_or_none(item, "totalEquity"),
+        total_wallet_balance=_str_or_none(item, "totalWalletBalance"),
+        total_available_balance=_str_or_none(item, "totalAvailableBalance"),
+        total_margin_balance=_str_or_none(item, "totalMarginBalance"),
+        coins=coins,
+        raw=item,
+        exchange_ts_ms=exchange_ts_ms,
+        received_ns=received_ns,
+        source=source,
+    )
+
+
+def _item_category(item: dict[str, Any], fallback: str | None) -> str:
+    category = item.get("category", fallback)
+    if not isinstance(category, str) or not category:
+        raise FrameRejected("item has no category")
+    return category
+
+
+_PRIVATE_BUILDERS: dict[
+    str, Callable[[dict[str, Any], str | None, int | None, int, Source], PrivateEvent]
+] = {
+    "execution": execution_from_item,
+    "order": order_from_item,
+    "position": position_from_item,
+    "wallet": wallet_from_item,
+}
