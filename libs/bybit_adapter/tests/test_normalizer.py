@@ -195,7 +195,11 @@ def test_every_captured_frame_is_either_normalized_or_rejected_with_a_reason() -
             try:
                 events = normalizer.normalize_public(cat, frame, 1)
             except FrameRejected as exc:
-                assert frame["topic"].split(".")[0] in {"orderbook", "liquidation", "allLiquidation"}
+                assert frame["topic"].split(".")[0] in {
+                    "orderbook",
+                    "liquidation",
+                    "allLiquidation",
+                }
                 assert "unsupported topic" in exc.reason
                 rejected += 1
             else:
@@ -272,6 +276,10 @@ def test_private_frames_become_typed_events() -> None:
     assert w.total_equity == "10.5"  # type: ignore[union-attr]
     with pytest.raises(FrameRejected, match="execId"):
         BybitNormalizer().normalize_private(
-            {"topic": "execution", "creationTime": 1, "data": [{"category": "linear", "symbol": "X"}]},
+            {
+                "topic": "execution",
+                "creationTime": 1,
+                "data": [{"category": "linear", "symbol": "X"}],
+            },
             1,
         )

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import msgspec
@@ -26,6 +26,17 @@ from bybit_adapter.backoff import Backoff, ConnectionRateLimiter
 from bybit_adapter.settings import WebSocketSettings
 
 MessageHandler = Callable[[dict[str, Any], int], None]
+
+
+class ReadGate(Protocol):
+    """Back-pressure from the consumer: while closed, no further frame is read."""
+
+    @property
+    def is_open(self) -> bool: ...
+
+    async def wait_open(self) -> None: ...
+
+
 InvalidFrameHandler = Callable[[str, str, int], None]
 
 
@@ -125,8 +136,10 @@ class ReconnectingWebSocket:
         settings: WebSocketSettings | None = None,
         session: aiohttp.ClientSession | None = None,
         logger: logging.Logger | None = None,
+        read_gate: ReadGate | None = None,
     ) -> None:
         self.url = url
+        self._read_gate = read_gate
         self.stream = stream
         self.category = category
         self.settings = settings or WebSocketSettings()
@@ -326,7 +339,10 @@ class ReconnectingWebSocket:
                     await task
 
     async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        gate = self._read_gate
         while True:
+            if gate is not None and not gate.is_open:
+                await gate.wait_open()
             msg = await ws.receive()
             received_ns = time.time_ns()
             if msg.type is aiohttp.WSMsgType.TEXT or msg.type is aiohttp.WSMsgType.BINARY:

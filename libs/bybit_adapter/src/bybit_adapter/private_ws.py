@@ -14,6 +14,7 @@ from bybit_adapter.connection import (
     LossCause,
     MessageHandler,
     OutageHandler,
+    ReadGate,
     ReconnectingWebSocket,
 )
 from bybit_adapter.errors import BybitAuthError
@@ -54,6 +55,7 @@ class PrivateWebSocketClient(ReconnectingWebSocket):
         settings: WebSocketSettings | None = None,
         session: aiohttp.ClientSession | None = None,
         logger: logging.Logger | None = None,
+        read_gate: ReadGate | None = None,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         base = settings or WebSocketSettings(stall_timeout=None)
@@ -67,6 +69,7 @@ class PrivateWebSocketClient(ReconnectingWebSocket):
             settings=base,
             session=session,
             logger=logger,
+            read_gate=read_gate,
         )
         self._api_key = api_key
         self._api_secret = api_secret

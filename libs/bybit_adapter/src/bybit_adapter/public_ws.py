@@ -12,6 +12,7 @@ from bybit_adapter.connection import (
     InvalidFrameHandler,
     MessageHandler,
     OutageHandler,
+    ReadGate,
     ReconnectingWebSocket,
 )
 from bybit_adapter.settings import WebSocketSettings
@@ -42,6 +43,7 @@ class PublicWebSocketClient(ReconnectingWebSocket):
         settings: WebSocketSettings | None = None,
         session: aiohttp.ClientSession | None = None,
         logger: logging.Logger | None = None,
+        read_gate: ReadGate | None = None,
     ) -> None:
         if category not in CATEGORIES:
             raise ValueError(f"unknown category {category!r}; expected one of {CATEGORIES}")
@@ -55,6 +57,7 @@ class PublicWebSocketClient(ReconnectingWebSocket):
             settings=settings,
             session=session,
             logger=logger,
+            read_gate=read_gate,
         )
         self._topics = list(dict.fromkeys(topics))
         self._rejected: dict[str, str] = {}

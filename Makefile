@@ -1,0 +1,43 @@
+# The front door. `make help` lists the targets.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+UV ?= uv
+SIM_PORT ?= 8765
+DEMO_SECONDS ?= 20
+
+.DEFAULT_GOAL := help
+.PHONY: help install run demo sim test test-fast lint fmt clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: ## install every package of the workspace (uv sync)
+	@command -v $(UV) >/dev/null || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+
+run: install ## record BTCUSDT from Bybit mainnet until Ctrl-C (pass ARGS="symbols=majors ...")
+	$(UV) run recorder $(ARGS)
+
+demo: install ## start the bundled simulator, record from it for DEMO_SECONDS, show the result
+	@bash scripts/demo.sh $(SIM_PORT) $(DEMO_SECONDS)
+
+sim: install ## run the Bybit V5 simulator on SIM_PORT (for network=local) until Ctrl-C
+	$(UV) run bybit-sim --port $(SIM_PORT)
+
+test: install ## run the whole test suite
+	$(UV) run pytest -q
+
+test-fast: install ## run the tests except the end-to-end ones
+	$(UV) run pytest -q -m "not e2e"
+
+lint: install ## ruff and mypy --strict
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy libs/bybit_adapter/src libs/grid_db/src libs/event_saver/src apps/bybit_sim/src apps/recorder/src
+
+fmt: install ## format and auto-fix
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+clean: ## remove caches (keeps outputs/)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache

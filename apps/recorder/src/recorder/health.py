@@ -1,0 +1,58 @@
+"""A periodic, one-line health summary of a session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from event_saver import ReconcilerStats, WriterStats
+
+
+@dataclass(frozen=True, slots=True)
+class StreamHealth:
+    name: str
+    state: str
+    reconnects: int
+    frames: int
+    last_message_age_s: float | None
+    rejected_frames: int
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    uptime_s: float
+    streams: tuple[StreamHealth, ...]
+    writers: tuple[WriterStats, ...]
+    gaps: ReconcilerStats
+    gaps_pending: int
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def format_health(snapshot: HealthSnapshot) -> str:
+    """E.g. ``health uptime=5m00s | public.linear connected reconnects=0 ... | trades ...``."""
+    parts = [f"health uptime={_duration(snapshot.uptime_s)}"]
+    for s in snapshot.streams:
+        age = "n/a" if s.last_message_age_s is None else f"{s.last_message_age_s:.1f}s"
+        parts.append(
+            f"{s.name} {s.state} reconnects={s.reconnects} frames={s.frames} "
+            f"last_msg_age={age} rejected={s.rejected_frames}"
+        )
+    for w in snapshot.writers:
+        latency = "n/a" if w.last_flush_latency_ms is None else f"{w.last_flush_latency_ms:.1f}ms"
+        parts.append(
+            f"{w.name} written={w.written} rate={w.messages_per_second:.1f}/s "
+            f"buffered={w.buffered} dup={w.duplicates} failed_flushes={w.failed_flushes} "
+            f"flush={latency}" + (" BACKPRESSURE" if w.backpressure_active else "")
+        )
+    g = snapshot.gaps
+    parts.append(
+        f"gaps detected={g.gaps_detected} filled={g.gaps['filled']} partial={g.gaps['partial']} "
+        f"unfillable={g.gaps['unfillable']} recovered_rows={g.rows_recovered} "
+        f"pending={snapshot.gaps_pending}"
+    )
+    return " | ".join(parts)

@@ -1,0 +1,101 @@
+"""grid_db: SQLAlchemy 2 storage for recorded Bybit V5 market and account data.
+
+Pure storage: no websocket or exchange client code. Works on SQLite (tuned for
+multi-day unattended recording) and PostgreSQL. The schema is documented for users
+in docs/schema.md.
+"""
+
+from grid_db.errors import (
+    ConfigurationError,
+    DatabaseError,
+    DatabasePathError,
+    GridDbError,
+    InvalidArgumentError,
+    InvalidRowsError,
+    NotFoundError,
+    RunNotFoundError,
+    UnsupportedDialectError,
+)
+from grid_db.factory import DatabaseFactory
+from grid_db.models import (
+    Base,
+    BybitAccount,
+    DataSource,
+    FillStatus,
+    FrameType,
+    Gap,
+    Order,
+    PositionSnapshot,
+    PrivateExecution,
+    PublicTrade,
+    RejectedFrame,
+    Run,
+    RunStatus,
+    Strategy,
+    TickerSnapshot,
+    User,
+    WalletSnapshot,
+)
+from grid_db.repositories import (
+    DuplicateTradeKey,
+    ExecutionRepository,
+    GapRepository,
+    OrderRepository,
+    PositionRepository,
+    ReferenceDataRepository,
+    RejectedFrameRepository,
+    RunRepository,
+    TickerRepository,
+    TradeRepository,
+    WalletRepository,
+    now_ms,
+)
+from grid_db.settings import DatabaseSettings
+from grid_db.writes import build_insert_ignore, insert_ignore, insert_rows, upsert_rows
+
+__all__ = [
+    "Base",
+    "BybitAccount",
+    "ConfigurationError",
+    "DataSource",
+    "DatabaseError",
+    "DatabaseFactory",
+    "DatabasePathError",
+    "DatabaseSettings",
+    "DuplicateTradeKey",
+    "ExecutionRepository",
+    "FillStatus",
+    "FrameType",
+    "Gap",
+    "GapRepository",
+    "GridDbError",
+    "InvalidArgumentError",
+    "InvalidRowsError",
+    "NotFoundError",
+    "Order",
+    "OrderRepository",
+    "PositionRepository",
+    "PositionSnapshot",
+    "PrivateExecution",
+    "PublicTrade",
+    "ReferenceDataRepository",
+    "RejectedFrame",
+    "RejectedFrameRepository",
+    "Run",
+    "RunNotFoundError",
+    "RunRepository",
+    "RunStatus",
+    "Strategy",
+    "TickerRepository",
+    "TickerSnapshot",
+    "TradeRepository",
+    "UnsupportedDialectError",
+    "User",
+    "WalletRepository",
+    "WalletSnapshot",
+    "build_insert_ignore",
+    "insert_ignore",
+    "insert_rows",
+    "now_ms",
+    "upsert_rows",
+]

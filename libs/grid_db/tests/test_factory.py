@@ -1,0 +1,234 @@
+"""DatabaseFactory: SQLite tuning, table creation, path errors, thread safety."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect, text
+
+from grid_db import (
+    Base,
+    ConfigurationError,
+    DatabaseError,
+    DatabaseFactory,
+    DatabasePathError,
+    DatabaseSettings,
+    ExecutionRepository,
+    GridDbError,
+    Run,
+    RunRepository,
+    TickerRepository,
+    TradeRepository,
+)
+
+
+def test_every_new_connection_gets_the_pragmas(factory: DatabaseFactory) -> None:
+    # Check out two connections at once so the second one is a fresh DBAPI connection.
+    with factory.engine.connect() as first, factory.engine.connect() as second:
+        for connection in (first, second):
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+
+
+def test_pragma_values_follow_the_settings(tmp_path: Path) -> None:
+    settings = DatabaseSettings(
+        url=f"sqlite:///{tmp_path / 'x.db'}", busy_timeout_ms=2_500, sqlite_synchronous="full"
+    )
+    with DatabaseFactory(settings) as factory, factory.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 2_500
+
+
+def test_dialect_name_and_sqlite_path(factory: DatabaseFactory, db_path: Path) -> None:
+    assert factory.dialect_name == "sqlite"
+    assert factory.sqlite_path == db_path
+
+
+def test_parent_directories_are_created(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "c" / "recorder.db"
+    with DatabaseFactory(DatabaseSettings(url=f"sqlite:///{path}")):
+        assert path.is_file()
+
+
+def test_create_tables_is_idempotent_and_keeps_data(factory: DatabaseFactory) -> None:
+    run = RunRepository(factory.engine).create_run(
+        config_json="{}", host="h", pid=1, software_version="v"
+    )
+    factory.create_tables()
+    factory.create_tables()
+    assert set(inspect(factory.engine).get_table_names()) == set(Base.metadata.tables)
+    assert RunRepository(factory.engine).get(run.id) is not None
+
+
+def test_expected_table_names(factory: DatabaseFactory) -> None:
+    assert set(inspect(factory.engine).get_table_names()) == {
+        "users",
+        "bybit_accounts",
+        "strategies",
+        "runs",
+        "public_trades",
+        "ticker_snapshots",
+        "private_executions",
+        "orders",
+        "position_snapshots",
+        "wallet_snapshots",
+        "gaps",
+        "rejected_frames",
+    }
+
+
+def test_no_credential_columns_anywhere() -> None:
+    for table in Base.metadata.tables.values():
+        for column in table.columns:
+            assert "secret" not in column.name
+            assert "api_key" not in column.name
+            assert "password" not in column.name
+
+
+def test_session_commits_on_exit_and_rolls_back_on_error(factory: DatabaseFactory) -> None:
+    with factory.session() as session:
+        session.add(
+            Run(
+                id="r1",
+                status="running",
+                started_at_ms=1,
+                config_json="{}",
+                host="h",
+                pid=1,
+                software_version="v",
+            )
+        )
+
+    def add_then_fail() -> None:
+        with factory.session() as session:
+            session.add(
+                Run(
+                    id="r2",
+                    status="running",
+                    started_at_ms=1,
+                    config_json="{}",
+                    host="h",
+                    pid=1,
+                    software_version="v",
+                )
+            )
+            session.flush()
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        add_then_fail()
+    with factory.session() as session:
+        assert session.get(Run, "r1") is not None
+        assert session.get(Run, "r2") is None
+
+
+def test_parent_that_is_a_file_gives_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    path = blocker / "recorder.db"
+    with pytest.raises(DatabasePathError) as caught:
+        DatabaseFactory(DatabaseSettings(url=f"sqlite:///{path}"))
+    assert isinstance(caught.value, DatabaseError)
+    assert isinstance(caught.value, GridDbError)
+    assert caught.value.path == path
+    assert str(path) in str(caught.value)
+    assert "not a directory" in caught.value.reason
+
+
+def test_directory_as_database_path_gives_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "a-directory"
+    path.mkdir()
+    with pytest.raises(DatabasePathError, match="a-directory"):
+        DatabaseFactory(DatabaseSettings(url=f"sqlite:///{path}"))
+
+
+def test_file_that_is_not_a_database_gives_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"this is not an sqlite database, just some text " * 100)
+    with pytest.raises(DatabasePathError, match=r"garbage\.db") as caught:
+        DatabaseFactory(DatabaseSettings(url=f"sqlite:///{path}"))
+    assert "not a database" in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    "settings_kwargs",
+    [
+        {"url": ""},
+        {"url": "sqlite://", "sqlite_synchronous": "SOMETIMES; DROP TABLE runs"},
+        {"url": "sqlite://", "busy_timeout_ms": -1},
+        {"url": "sqlite://", "pool_size": 0},
+    ],
+)
+def test_invalid_settings_are_rejected(settings_kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        DatabaseSettings(**settings_kwargs)  # type: ignore[arg-type]
+
+
+def test_in_memory_sqlite_works(tmp_path: Path) -> None:
+    with DatabaseFactory(DatabaseSettings(url="sqlite://")) as factory:
+        assert factory.sqlite_path is None
+        factory.create_tables()
+        with factory.engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM runs")).scalar() == 0
+
+
+def test_one_writer_thread_per_table_plus_a_reader(
+    factory: DatabaseFactory, rows: Any, account_id: str
+) -> None:
+    """The recorder's threading model: concurrent writers on one file, none failing."""
+    batches = 20
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def write_trades() -> None:
+        repository = TradeRepository(factory.engine)
+        start.wait()
+        for batch in range(batches):
+            repository.insert_many([rows.trade(batch * 100 + i) for i in range(100)])
+
+    def write_tickers() -> None:
+        repository = TickerRepository(factory.engine)
+        start.wait()
+        for batch in range(batches):
+            repository.insert_many(
+                [rows.ticker(batch * 10 + i, last_price="1.0") for i in range(10)]
+            )
+
+    def write_executions() -> None:
+        repository = ExecutionRepository(factory.engine)
+        start.wait()
+        for batch in range(batches):
+            repository.insert_many(
+                [rows.execution(f"exec-{batch}-{i}", account_id) for i in range(10)]
+            )
+
+    def read() -> None:
+        repository = TradeRepository(factory.engine)
+        start.wait()
+        for _ in range(batches):
+            repository.count()
+
+    def guarded(target: Callable[[], None]) -> None:
+        try:
+            target()
+        except BaseException as error:  # collected, asserted below
+            errors.append(error)
+
+    threads = [
+        threading.Thread(target=guarded, args=(target,))
+        for target in (write_trades, write_tickers, write_executions, read)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert TradeRepository(factory.engine).count() == batches * 100
+    assert TickerRepository(factory.engine).count() == batches * 10
+    assert ExecutionRepository(factory.engine).count() == batches * 10
