@@ -40,5 +40,3 @@ def make_trade(symbol: str = "BTCUSDT", trade_id: str | None = None, **kw: objec
     }
     fields.update(kw)
     return TradeEvent(**fields)  # type: ignore[arg-type]
-
-

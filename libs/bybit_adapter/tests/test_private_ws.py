@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bybit_adapter import BybitAuthError, Outage, PrivateWebSocketClient, WebSocketSettings
 from bybit_sim import BybitSimulator
 from testkit import wait_until
-
-from bybit_adapter import BybitAuthError, Outage, PrivateWebSocketClient, WebSocketSettings
 
 FAST = WebSocketSettings(
     ping_interval=0.3,
@@ -48,7 +47,9 @@ async def test_auth_then_subscribe_then_private_events_flow(sim: BybitSimulator)
     await client.start()
     try:
         await wait_until(lambda: client.authenticated)
-        await wait_until(lambda: {"execution", "order"} <= {m["topic"] for m in messages}, timeout=15)
+        await wait_until(
+            lambda: {"execution", "order"} <= {m["topic"] for m in messages}, timeout=15
+        )
         assert errors == []
         assert sim.stats.auth_failures == 0
     finally:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from bybit_adapter import Outage, PublicWebSocketClient, WebSocketSettings, public_topics
 from bybit_sim import BybitSimulator
 from testkit import wait_until
-
-from bybit_adapter import Outage, PublicWebSocketClient, WebSocketSettings, public_topics
 
 FAST = WebSocketSettings(
     ping_interval=0.3,

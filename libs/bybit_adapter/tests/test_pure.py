@@ -28,7 +28,9 @@ def test_backoff_rejects_nonsense() -> None:
 
 def test_rate_limiter_allows_a_burst_then_paces() -> None:
     now = [0.0]
-    limiter = ConnectionRateLimiter(max_per_window=60, window_seconds=60, burst=3, clock=lambda: now[0])
+    limiter = ConnectionRateLimiter(
+        max_per_window=60, window_seconds=60, burst=3, clock=lambda: now[0]
+    )
     for _ in range(3):
         assert limiter.delay_needed() == 0
         limiter._tokens -= 1
@@ -74,10 +76,18 @@ def test_signatures_match_bybit_examples() -> None:
     import hmac
 
     expected = hmac.new(
-        b"secret", b"1658384314791XXXXXXXXXX5000category=option&symbol=BTC-29JUL22-25000-C", hashlib.sha256
+        b"secret",
+        b"1658384314791XXXXXXXXXX5000category=option&symbol=BTC-29JUL22-25000-C",
+        hashlib.sha256,
     ).hexdigest()
     assert (
-        rest_signature("secret", 1658384314791, "XXXXXXXXXX", 5000, "category=option&symbol=BTC-29JUL22-25000-C")
+        rest_signature(
+            "secret",
+            1658384314791,
+            "XXXXXXXXXX",
+            5000,
+            "category=option&symbol=BTC-29JUL22-25000-C",
+        )
         == expected
     )
     ws = hmac.new(b"secret", b"GET/realtime1662350400000", hashlib.sha256).hexdigest()

@@ -5,15 +5,17 @@ from __future__ import annotations
 import time
 
 import pytest
-from bybit_sim import BybitSimulator
-from testkit import wait_until
 
 from bybit_adapter import BybitApiError, BybitRestClient, BybitRestError, RestSettings
+from bybit_sim import BybitSimulator
+from testkit import wait_until
 
 FAST = RestSettings(timeout=1.0, max_retries=3, retry_initial=0.05, retry_max=0.2, ban_pause=5)
 
 
-def client(sim: BybitSimulator, key: str | None = "sim-key", secret: str | None = "sim-secret") -> BybitRestClient:
+def client(
+    sim: BybitSimulator, key: str | None = "sim-key", secret: str | None = "sim-secret"
+) -> BybitRestClient:
     return BybitRestClient(sim.rest_url, key, secret, settings=FAST)
 
 
@@ -25,7 +27,9 @@ async def test_server_time_and_recent_trades_newest_first(sim: BybitSimulator) -
         trades = await rest.recent_trades("linear", "BTCUSDT", 1000)
     truth = sim.ground_truth.trades("linear", "BTCUSDT")
     assert len(trades) >= 30
-    assert [t.trade_time_ms for t in trades] == sorted((t.trade_time_ms for t in trades), reverse=True)
+    assert [t.trade_time_ms for t in trades] == sorted(
+        (t.trade_time_ms for t in trades), reverse=True
+    )
     by_id = {t.trade_id: t for t in truth}
     for t in trades:
         expected = by_id[t.trade_id]

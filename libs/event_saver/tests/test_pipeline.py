@@ -7,11 +7,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from bybit_sim import BybitSimulator
 from sqlalchemy import select
-from testkit import wait_until
 
 from bybit_adapter import BybitRestClient, Outage, RestSettings, WebSocketSettings
+from bybit_sim import BybitSimulator
 from event_saver import (
     AccountContext,
     DatabaseWorker,
@@ -36,6 +35,7 @@ from grid_db import (
     RunRepository,
     TradeRepository,
 )
+from testkit import wait_until
 
 FAST_WS = WebSocketSettings(
     ping_interval=0.3, pong_timeout=0.5, stall_timeout=2.0, backoff_initial=0.05, backoff_max=0.3
@@ -129,7 +129,12 @@ def assert_exactly_once_up_to_stop(sim: BybitSimulator, db: DatabaseFactory, sym
     by_id = {t.trade_id: t for t in stored}
     for t in truth:
         row = by_id[t.trade_id]
-        assert (row.price, row.size, row.side, row.trade_time_ms) == (t.price, t.size, t.side, t.time_ms)
+        assert (row.price, row.size, row.side, row.trade_time_ms) == (
+            t.price,
+            t.size,
+            t.side,
+            t.time_ms,
+        )
 
 
 async def test_trades_printed_while_disconnected_are_filled_exactly_once(
@@ -139,7 +144,9 @@ async def test_trades_printed_while_disconnected_are_filled_exactly_once(
     sim.faults.refuse_connections(1.5)
     sim.faults.drop_connections()
     await outage_handled(pipeline)
-    await wait_until(lambda: pipeline.collector.trades_received > 0 and pipeline.trades.buffered == 0)
+    await wait_until(
+        lambda: pipeline.collector.trades_received > 0 and pipeline.trades.buffered == 0
+    )
     await pipeline.stop()
     for symbol in ("BTCUSDT", "ETHUSDT"):
         assert_exactly_once_up_to_stop(sim, db, symbol)
@@ -151,7 +158,12 @@ async def test_trades_printed_while_disconnected_are_filled_exactly_once(
     assert sum(g.rows_recovered for g in trade_gaps) > 0
     recovered = [t for s in ("BTCUSDT", "ETHUSDT") for t in db_trades(db, s) if t.source == "rest"]
     assert len(recovered) == sum(g.rows_recovered for g in trade_gaps)
-    assert all(g.start_ts_ms <= t.trade_time_ms <= g.end_ts_ms for g in trade_gaps for t in recovered if t.symbol == g.symbol)
+    assert all(
+        g.start_ts_ms <= t.trade_time_ms <= g.end_ts_ms
+        for g in trade_gaps
+        for t in recovered
+        if t.symbol == g.symbol
+    )
     assert {g.fill_status for g in gaps(db, "tickers")} == {"unfillable"}
 
 
@@ -171,7 +183,9 @@ async def test_outage_longer_than_the_rest_window_leaves_a_partial_gap_covering_
         stored = {t.trade_id for t in db_trades(db, symbol)}
         last = max(t.trade_time_ms for t in db_trades(db, symbol))
         missing = [
-            t for t in sim.ground_truth.trades("linear", symbol) if t.time_ms <= last and t.trade_id not in stored
+            t
+            for t in sim.ground_truth.trades("linear", symbol)
+            if t.time_ms <= last and t.trade_id not in stored
         ]
         assert missing, "the test needs trades beyond the REST window"
         assert all(gap.start_ts_ms <= t.time_ms <= gap.recovered_from_ts_ms for t in missing)
@@ -239,7 +253,13 @@ async def test_private_outage_recovers_every_execution(
         on_wallet=wallets.add,  # type: ignore[arg-type]
         on_outage=on_outage,
         on_rejected=rejected.add,  # type: ignore[arg-type]
-        settings=WebSocketSettings(ping_interval=0.3, pong_timeout=0.5, stall_timeout=None, backoff_initial=0.05, backoff_max=0.3),
+        settings=WebSocketSettings(
+            ping_interval=0.3,
+            pong_timeout=0.5,
+            stall_timeout=None,
+            backoff_initial=0.05,
+            backoff_max=0.3,
+        ),
     )
     for w in writers:
         await w.start()
@@ -264,7 +284,9 @@ async def test_private_outage_recovers_every_execution(
     with db.session() as s:
         stored = list(s.scalars(select(PrivateExecution.exec_id)))
     assert len(stored) == len(set(stored))
-    truth = [e["execId"] for e in sim.ground_truth.executions() if int(e["execTime"]) <= cutoff - 2000]
+    truth = [
+        e["execId"] for e in sim.ground_truth.executions() if int(e["execTime"]) <= cutoff - 2000
+    ]
     assert set(truth) <= set(stored)
     assert any(g.fill_status == "filled" for g in gaps(db, "execution"))
     assert positions.stats().written > 0

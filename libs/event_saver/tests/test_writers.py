@@ -16,7 +16,9 @@ def count(db: DatabaseFactory) -> int:
 
 
 async def test_size_triggered_flush(db: DatabaseFactory, worker: DatabaseWorker) -> None:
-    writer = TradeWriter(db.engine, worker, None, WriterSettings(batch_size=10, flush_interval=3600))
+    writer = TradeWriter(
+        db.engine, worker, None, WriterSettings(batch_size=10, flush_interval=3600)
+    )
     await writer.start()
     writer.add_many([make_trade() for _ in range(9)])
     assert writer.stats().buffered == 9
@@ -28,7 +30,9 @@ async def test_size_triggered_flush(db: DatabaseFactory, worker: DatabaseWorker)
 
 
 async def test_time_triggered_flush(db: DatabaseFactory, worker: DatabaseWorker) -> None:
-    writer = TradeWriter(db.engine, worker, None, WriterSettings(batch_size=1000, flush_interval=0.2))
+    writer = TradeWriter(
+        db.engine, worker, None, WriterSettings(batch_size=1000, flush_interval=0.2)
+    )
     await writer.start()
     writer.add_many([make_trade() for _ in range(3)])
     await wait_until(lambda: count(db) == 3, timeout=5)
@@ -41,7 +45,9 @@ async def test_time_triggered_flush(db: DatabaseFactory, worker: DatabaseWorker)
 async def test_stop_flushes_everything_and_is_idempotent(
     db: DatabaseFactory, worker: DatabaseWorker
 ) -> None:
-    writer = TradeWriter(db.engine, worker, None, WriterSettings(batch_size=1000, flush_interval=3600))
+    writer = TradeWriter(
+        db.engine, worker, None, WriterSettings(batch_size=1000, flush_interval=3600)
+    )
     await writer.start()
     writer.add_many([make_trade() for _ in range(250)])
     await writer.stop()
@@ -49,7 +55,9 @@ async def test_stop_flushes_everything_and_is_idempotent(
     assert count(db) == 250
 
 
-async def test_stop_without_start_still_flushes(db: DatabaseFactory, worker: DatabaseWorker) -> None:
+async def test_stop_without_start_still_flushes(
+    db: DatabaseFactory, worker: DatabaseWorker
+) -> None:
     writer = TradeWriter(db.engine, worker, None)
     writer.add(make_trade())
     await writer.stop()
@@ -59,7 +67,9 @@ async def test_stop_without_start_still_flushes(db: DatabaseFactory, worker: Dat
 async def test_duplicates_are_counted_and_ignored(
     db: DatabaseFactory, worker: DatabaseWorker
 ) -> None:
-    writer = TradeWriter(db.engine, worker, None, WriterSettings(batch_size=1000, flush_interval=3600))
+    writer = TradeWriter(
+        db.engine, worker, None, WriterSettings(batch_size=1000, flush_interval=3600)
+    )
     first = make_trade(trade_id="same")
     writer.add_many([first, make_trade(trade_id="other")])
     assert await writer.flush()
@@ -77,7 +87,11 @@ async def test_values_are_stored_exactly(db: DatabaseFactory, worker: DatabaseWo
     writer.add(trade)
     await writer.stop()
     (row,) = TradeRepository(db.engine).list("linear", "BTCUSDT")
-    assert (row.price, row.size, row.trade_time_ms) == ("0.000036", "115000.10", trade.trade_time_ms)
+    assert (row.price, row.size, row.trade_time_ms) == (
+        "0.000036",
+        "115000.10",
+        trade.trade_time_ms,
+    )
     assert row.received_ts_ms == trade.received_ns // 1_000_000
     assert row.source == "ws"
 
@@ -85,7 +99,9 @@ async def test_values_are_stored_exactly(db: DatabaseFactory, worker: DatabaseWo
 async def test_a_bad_row_does_not_take_its_batch_down(
     db: DatabaseFactory, worker: DatabaseWorker
 ) -> None:
-    writer = TradeWriter(db.engine, worker, None, WriterSettings(batch_size=1000, flush_interval=3600))
+    writer = TradeWriter(
+        db.engine, worker, None, WriterSettings(batch_size=1000, flush_interval=3600)
+    )
     writer.add_many([make_trade(), make_trade(price=None), make_trade()])
     assert await writer.flush()
     stats = writer.stats()
@@ -135,7 +151,11 @@ async def test_full_buffer_closes_the_gate_until_the_database_catches_up(
 ) -> None:
     gate = FlowGate()
     writer = TradeWriter(
-        db.engine, worker, None, WriterSettings(batch_size=10, max_buffer=20, flush_interval=3600), gate
+        db.engine,
+        worker,
+        None,
+        WriterSettings(batch_size=10, max_buffer=20, flush_interval=3600),
+        gate,
     )
     writer.add_many([make_trade() for _ in range(25)])
     assert not gate.is_open

@@ -163,6 +163,7 @@ class ReconnectingWebSocket:
         )
         self._pending_outage: _PendingOutage | None = None
         self._last_exchange_ts_ms: int | None = None
+        self._first_exchange_ts_ms: int | None = None
         self._last_data_monotonic = 0.0
         self._got_data = False
         self._healthy = False
@@ -245,7 +246,7 @@ class ReconnectingWebSocket:
         if not self._healthy:
             self._healthy = True
             self._backoff.reset()
-        self._maybe_report_recovery(None)
+        self._maybe_report_recovery()
 
     def fail_connection(self, cause: LossCause, min_delay: float = 0.0) -> None:
         """End the current connection from a handler (e.g. auth refused)."""
@@ -303,6 +304,7 @@ class ReconnectingWebSocket:
         assert ws is not None
         self.stats.connects += 1
         self._got_data = False
+        self._first_exchange_ts_ms = None
         self._healthy = False
         self._fatal_cause = None
         self._failed.clear()
@@ -385,6 +387,8 @@ class ReconnectingWebSocket:
         exchange_ts = ts if isinstance(ts, int) and not isinstance(ts, bool) else None
         if exchange_ts is not None:
             self._last_exchange_ts_ms = exchange_ts
+            if self._first_exchange_ts_ms is None:
+                self._first_exchange_ts_ms = exchange_ts
         if not self._got_data:
             self._got_data = True
             self._backoff.reset()
@@ -393,7 +397,7 @@ class ReconnectingWebSocket:
         except Exception:
             self.stats.handler_errors += 1
             self._log.exception("%s: message handler failed", self.stream)
-        self._maybe_report_recovery(exchange_ts)
+        self._maybe_report_recovery()
 
     def _invalid(self, raw: str | bytes, reason: str, received_ns: int) -> None:
         self.stats.invalid_frames += 1
@@ -456,7 +460,7 @@ class ReconnectingWebSocket:
                 lost_at_ns=time.time_ns(),
             )
 
-    def _maybe_report_recovery(self, first_exchange_ts: int | None) -> None:
+    def _maybe_report_recovery(self) -> None:
         pending = self._pending_outage
         if pending is None or not self._recovery_complete():
             return
@@ -468,7 +472,7 @@ class ReconnectingWebSocket:
             last_exchange_ts_ms=pending.last_exchange_ts_ms,
             last_received_ns=pending.last_received_ns,
             lost_at_ns=pending.lost_at_ns,
-            first_exchange_ts_ms=first_exchange_ts,
+            first_exchange_ts_ms=self._first_exchange_ts_ms,
             recovered_at_ns=time.time_ns(),
             reconnect_attempts=pending.attempts,
         )
