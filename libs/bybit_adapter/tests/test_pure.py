@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from bybit_adapter import Backoff, ConnectionRateLimiter
@@ -66,7 +68,7 @@ def test_time_windows_never_exceed_seven_days_and_cover_everything() -> None:
     assert all(hi - lo < SEVEN_DAYS_MS for lo, hi in windows)
     assert windows[0][0] == 0
     assert windows[-1][1] == 3 * SEVEN_DAYS_MS
-    assert all(b[0] == a[1] + 1 for a, b in zip(windows, windows[1:], strict=False))
+    assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(windows))
     assert time_windows(10, 5) == []
 
 

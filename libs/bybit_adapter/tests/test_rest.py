@@ -44,14 +44,15 @@ async def test_server_time_and_recent_trades_newest_first(sim: BybitSimulator) -
 
 async def test_signed_execution_list_pages_every_execution_once(sim: BybitSimulator) -> None:
     await wait_until(lambda: len(sim.ground_truth.executions()) >= 3, timeout=20)
+    known_before = {e["execId"] for e in sim.ground_truth.executions()}
     async with client(sim) as rest:
         now = time.time_ns() // 1_000_000
         executions = await rest.executions("linear", now - 3_600_000, now + 1000)
-    truth_ids = {e["execId"] for e in sim.ground_truth.executions()}
     got = [e.exec_id for e in executions]
     assert len(got) == len(set(got))
-    assert truth_ids <= set(got) | {e for e in truth_ids if e not in got and False}
-    assert set(got) <= truth_ids
+    assert known_before <= set(got)
+    assert set(got) <= {e["execId"] for e in sim.ground_truth.executions()}
+    assert all(e.source == "rest" and e.category == "linear" for e in executions)
 
 
 async def test_execution_list_paginates_with_cursor(sim: BybitSimulator) -> None:

@@ -53,6 +53,6 @@ def format_health(snapshot: HealthSnapshot) -> str:
     parts.append(
         f"gaps detected={g.gaps_detected} filled={g.gaps['filled']} partial={g.gaps['partial']} "
         f"unfillable={g.gaps['unfillable']} recovered_rows={g.rows_recovered} "
-        f"pending={snapshot.gaps_pending}"
+        f"ticker_gaps={g.ticker_gaps} pending={snapshot.gaps_pending}"
     )
     return " | ".join(parts)

@@ -151,6 +151,7 @@ class Recorder:
             on_rejected=self.rejected.add,
             settings=websocket_settings(config),
             gate=self.gate,
+            silence_threshold=config.gap_threshold_seconds,
         )
         await self.public.start()
         if account is not None and context is not None:

@@ -47,7 +47,10 @@ class GapRecord:
 
 @dataclass(slots=True)
 class ReconcilerStats:
+    #: trade and execution gaps by fill status
     gaps: Counter[str] = field(default_factory=Counter)
+    #: ticker gaps: always unfillable, Bybit keeps no ticker history
+    ticker_gaps: int = 0
     rows_recovered: int = 0
     outages_handled: int = 0
 
@@ -366,6 +369,9 @@ class GapReconciler:
         ]
         await self._insert("gaps", rows)
         for record in records:
-            self.stats.gaps[record.fill_status] += 1
+            if record.stream == "tickers":
+                self.stats.ticker_gaps += 1
+            else:
+                self.stats.gaps[record.fill_status] += 1
             self.stats.rows_recovered += record.rows_recovered
         self.records.extend(records)

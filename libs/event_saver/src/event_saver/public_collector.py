@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +24,7 @@ from bybit_adapter.connection import ConnectionState, ConnectionStats
 from event_saver.flow import FlowGate
 from event_saver.log_throttle import ThrottledLog
 from event_saver.rows import to_json
+from event_saver.silence import Silence, SilenceMonitor
 from event_saver.writers import RejectedFrame
 
 _log = logging.getLogger("event_saver.public")
@@ -60,6 +63,7 @@ class PublicCollector:
         on_rejected: Callable[[RejectedFrame], None],
         settings: WebSocketSettings | None = None,
         gate: FlowGate | None = None,
+        silence_threshold: float | None = None,
     ) -> None:
         self.category = category
         self.symbols = list(dict.fromkeys(symbols))
@@ -74,6 +78,13 @@ class PublicCollector:
         self.trades_received = 0
         self.tickers_received = 0
         self._throttled = ThrottledLog(_log)
+        # Spot tickers push only on change, so a quiet spot symbol is not a gap.
+        self.silence = (
+            SilenceMonitor(self.symbols, silence_threshold)
+            if silence_threshold is not None and category != "spot"
+            else None
+        )
+        self._silence_task: asyncio.Task[None] | None = None
         self.client = PublicWebSocketClient(
             url,
             public_topics(self.symbols),
@@ -89,9 +100,53 @@ class PublicCollector:
 
     async def start(self) -> None:
         await self.client.start()
+        if self.silence is not None and self._silence_task is None:
+            self._silence_task = asyncio.create_task(self._watch_silence(), name="silence")
 
     async def stop(self) -> None:
+        task, self._silence_task = self._silence_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.client.stop()
+
+    async def _watch_silence(self) -> None:
+        monitor = self.silence
+        assert monitor is not None
+        while True:
+            await asyncio.sleep(monitor.threshold / 2)
+            last = self.client.stats.last_data_received_ns
+            delivering = (
+                self.client.is_connected
+                and last is not None
+                and time.time_ns() - last < monitor.threshold * 1e9
+            )
+            for silence in monitor.check(delivering):
+                _log.warning(
+                    "%s: nothing for %s in %.1fs while other data flows; recording a gap",
+                    self.client.stream,
+                    silence.symbol,
+                    monitor.threshold,
+                )
+
+    def _silence_ended(self, silence: Silence, exchange_ts_ms: int, received_ns: int) -> None:
+        last = silence.last_exchange_ts_ms
+        start = self._last_trade_ms.get(silence.symbol)
+        if start is None:
+            start = self._started_ms if last is None else last - IN_FLIGHT_MARGIN_MS
+        outage = Outage(
+            stream=self.client.stream,
+            category=self.category,
+            cause="silence",
+            last_exchange_ts_ms=last,
+            last_received_ns=silence.last_received_ns,
+            lost_at_ns=silence.detected_ns,
+            first_exchange_ts_ms=exchange_ts_ms,
+            recovered_at_ns=received_ns,
+            reconnect_attempts=0,
+        )
+        self._on_outage(PublicOutage(outage, {silence.symbol: start}))
 
     @property
     def state(self) -> ConnectionState:
@@ -113,6 +168,10 @@ class PublicCollector:
         if not events:
             return
         first = events[0]
+        if self.silence is not None:
+            ended = self.silence.heard(first.symbol, first.exchange_ts_ms, received_ns)
+            if ended is not None:
+                self._silence_ended(ended, first.exchange_ts_ms, received_ns)
         if isinstance(first, TradeEvent):
             trades: list[TradeEvent] = events  # type: ignore[assignment]
             last = self._last_trade_ms
@@ -150,5 +209,7 @@ class PublicCollector:
         last = outage.last_exchange_ts_ms
         fallback = self._started_ms if last is None else last - IN_FLIGHT_MARGIN_MS
         windows = {s: self._last_trade_ms.get(s, fallback) for s in self.symbols}
+        if self.silence is not None:
+            self.silence.reset()
         # Ticker state restarts from the fresh snapshot sent after resubscribing.
         self._on_outage(PublicOutage(outage, windows))

@@ -1,0 +1,114 @@
+"""Test/control endpoints under ``/sim/`` (for a simulator run as a subprocess).
+
+* ``GET  /sim/health``
+* ``GET  /sim/stats``
+* ``GET  /sim/ground-truth/trades?category=&symbol=``  -> JSON list of trades
+* ``GET  /sim/ground-truth/executions``                -> JSON list of executions
+* ``POST /sim/faults/<name>`` with a JSON body mirroring the Python API:
+  ``drop_connections {}``, ``refuse_connections {"seconds"}``, ``stall {"seconds"}``,
+  ``malformed_frames {"n"}``, ``rest_errors {"kind","count"}``,
+  ``recent_trade_limit {"n": int|null}``, ``clear {}`` (dashes are accepted for underscores)
+* ``POST /sim/markets`` ``{"category","symbol"}``: start generating a market now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from aiohttp import web
+
+from bybit_sim.codec import dumps, loads
+
+if TYPE_CHECKING:
+    from bybit_sim.server import BybitSimulator
+
+
+def _json(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(body=dumps(obj), status=status, content_type="application/json")
+
+
+class ControlApi:
+    def __init__(self, sim: BybitSimulator) -> None:
+        self.sim = sim
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/sim/health", self.health),
+            web.get("/sim/stats", self.stats),
+            web.get("/sim/ground-truth/trades", self.truth_trades),
+            web.get("/sim/ground-truth/executions", self.truth_executions),
+            web.post("/sim/faults/{name}", self.fault),
+            web.post("/sim/markets", self.start_market),
+        ]
+
+    async def health(self, request: web.Request) -> web.Response:
+        return _json(
+            {
+                "status": "ok",
+                "port": self.sim.port,
+                "markets": [[m.category, m.key] for m in self.sim.hub.markets()],
+            }
+        )
+
+    async def stats(self, request: web.Request) -> web.Response:
+        out = self.sim.stats.to_dict()
+        out["faults"] = self.sim.faults.status()
+        return _json(out)
+
+    async def truth_trades(self, request: web.Request) -> web.Response:
+        category = request.query.get("category", "")
+        symbol = request.query.get("symbol", "")
+        if not category or not symbol:
+            return _json({"error": "category and symbol are required"}, 400)
+        trades = self.sim.ground_truth.trades(category, symbol)
+        return _json([t.to_dict() for t in trades])
+
+    async def truth_executions(self, request: web.Request) -> web.Response:
+        return _json(self.sim.ground_truth.executions())
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        if not raw.strip():
+            return {}
+        body = loads(raw)
+        if not isinstance(body, dict):
+            raise ValueError("body must be a JSON object")
+        return body
+
+    async def fault(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"].replace("-", "_")
+        try:
+            body = await self._body(request)
+            faults = self.sim.faults
+            actions: dict[str, Callable[[], Any]] = {
+                "drop_connections": faults.drop_connections,
+                "refuse_connections": lambda: faults.refuse_connections(float(body["seconds"])),
+                "stall": lambda: faults.stall(float(body["seconds"])),
+                "malformed_frames": lambda: faults.malformed_frames(int(body.get("n", 1))),
+                "rest_errors": lambda: faults.rest_errors(
+                    str(body["kind"]), int(body.get("count", 1))
+                ),
+                "recent_trade_limit": lambda: faults.recent_trade_limit(
+                    None if body.get("n") is None else int(body["n"])
+                ),
+                "clear": faults.clear,
+            }
+            action = actions.get(name)
+            if action is None:
+                return _json({"ok": False, "error": f"unknown fault {name!r}"}, 404)
+            result = action()
+        except (KeyError, ValueError, TypeError, msgspec.DecodeError) as exc:
+            return _json({"ok": False, "error": f"bad parameters: {exc}"}, 400)
+        return _json({"ok": True, "result": result})
+
+    async def start_market(self, request: web.Request) -> web.Response:
+        try:
+            body = await self._body(request)
+            category, symbol = str(body["category"]), str(body["symbol"])
+        except (KeyError, ValueError, msgspec.DecodeError) as exc:
+            return _json({"ok": False, "error": f"bad parameters: {exc}"}, 400)
+        if not self.sim.start_market(category, symbol):
+            return _json({"ok": False, "error": "unknown market"}, 404)
+        return _json({"ok": True})

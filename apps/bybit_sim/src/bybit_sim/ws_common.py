@@ -1,0 +1,143 @@
+"""The WebSocket life cycle shared by public and private sockets.
+
+Handshake (or refusal), registration, the read loop (text commands, protocol pings) and
+clean-up. Replies are queued on the connection like data, so stalls and ordering apply to
+them too.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from bybit_sim.codec import loads
+from bybit_sim.config import SimulatorConfig
+from bybit_sim.connection import ConnectionRegistry, WsConnection
+from bybit_sim.faults import Faults, malformed_frame
+from bybit_sim.ids import conn_id
+from bybit_sim.stats import SimStats
+
+log = logging.getLogger(__name__)
+
+CommandHandler = Callable[[WsConnection, Any, str], None]
+CloseHandler = Callable[[WsConnection], None]
+
+
+def decode_error_text(text: str) -> str:
+    """``Failed to decode incoming data:...`` in the style of the real (jsoniter) server.
+
+    Observed prefix: ``Failed to decode incoming data:readObjectStart: expect { or n, but
+    found h, ...``; the context part after it is this simulator's approximation.
+    """
+    stripped = text.lstrip()
+    if not stripped.startswith("{"):
+        found = stripped[:1]
+        return (
+            "Failed to decode incoming data:readObjectStart: expect { or n, but found "
+            f"{found}, error found in #1 byte of ...|{text[:10]}|..., bigger context "
+            f"...|{text[:50]}|..."
+        )
+    return (
+        "Failed to decode incoming data:ReadObject: found unexpected end or invalid input, "
+        f"error found in #{len(text)} byte of ...|{text[-10:]}|..., bigger context "
+        f"...|{text[-50:]}|..."
+    )
+
+
+class SocketServer:
+    """Runs one accepted socket until it closes."""
+
+    def __init__(
+        self,
+        cfg: SimulatorConfig,
+        registry: ConnectionRegistry,
+        stats: SimStats,
+        faults: Faults,
+        rng: random.Random,
+    ) -> None:
+        self.cfg = cfg
+        self.registry = registry
+        self.stats = stats
+        self.faults = faults
+        self._rng = rng
+
+    async def serve(
+        self,
+        request: web.Request,
+        *,
+        kind: str,
+        category: str,
+        on_command: CommandHandler,
+        on_bad_json: Callable[[WsConnection, str], None],
+        on_close: CloseHandler,
+    ) -> web.StreamResponse:
+        if self.faults.refusing():
+            self.stats.ws_connections_refused += 1
+            return web.Response(status=503, text="503 Service Temporarily Unavailable")
+        ws = web.WebSocketResponse(autoping=False, max_msg_size=1 << 20)
+        transport = request.transport
+        await ws.prepare(request)
+        conn = WsConnection(
+            ws,
+            transport,
+            kind=kind,
+            category=category,
+            conn_id=conn_id(self._rng),
+            stats=self.stats,
+            queue_max=self.cfg.ws_send_queue_max,
+            malformed_factory=malformed_frame,
+        )
+        self.registry.add(conn)
+        self.stats.ws_connections_accepted += 1
+        conn.start()
+        log.debug("ws %s/%s connected (%s)", kind, category, conn.conn_id)
+        try:
+            async for msg in ws:
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    raw = msg.data
+                    text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "replace")
+                    self._on_text(conn, text, on_command, on_bad_json)
+                elif msg.type == WSMsgType.PING:
+                    if not conn.stalled():
+                        await ws.pong(msg.data)
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("ws %s read loop ended: %s", conn.conn_id, exc)
+        finally:
+            self.registry.discard(conn)
+            on_close(conn)
+            await conn.finish()
+            log.debug("ws %s/%s closed (%s)", kind, category, conn.conn_id)
+        return ws
+
+    def _on_text(
+        self,
+        conn: WsConnection,
+        text: str,
+        on_command: CommandHandler,
+        on_bad_json: Callable[[WsConnection, str], None],
+    ) -> None:
+        try:
+            obj = loads(text)
+        except msgspec.DecodeError:
+            obj = None
+            if conn.stalled():
+                return
+            on_bad_json(conn, text)
+            return
+        if not isinstance(obj, dict):
+            if not conn.stalled():
+                on_bad_json(conn, text)
+            return
+        op = obj.get("op")
+        if op == "ping":
+            self.stats.pings_received += 1
+        if conn.stalled():
+            return  # a stalled link swallows requests too (no pong, no ack)
+        on_command(conn, obj, op if isinstance(op, str) else "")

@@ -1,0 +1,179 @@
+"""Generated frames vs the real captured Bybit frames: key sets, key order and JSON types.
+
+The 2023 captures predate ``RPI`` (2025-02) and ``seq`` (2025-08) on trades and
+``singleOpenInterest*`` and a few other ticker fields, so generated keys must be a superset
+of the captured keys, each shared key with the same JSON type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from bybit_sim import BybitSimulator
+
+from .conftest import captured, recv_until, subscribe
+
+NEWER_TRADE_KEYS = {"RPI", "seq", "mP", "iP", "mIv", "iv"}
+
+
+def assert_same_types(real: dict[str, Any], ours: dict[str, Any], where: str) -> None:
+    missing = set(real) - set(ours)
+    assert not missing, f"{where}: keys missing vs capture: {missing}"
+    for key, value in real.items():
+        assert type(ours[key]) is type(value), (
+            f"{where}.{key}: ours {type(ours[key]).__name__}, real {type(value).__name__}"
+        )
+
+
+def assert_key_order(real: dict[str, Any], ours: dict[str, Any], where: str) -> None:
+    ours_common = [k for k in ours if k in real]
+    assert ours_common == list(real), f"{where}: key order {ours_common} != {list(real)}"
+
+
+async def first_frame(
+    sim: BybitSimulator, session: aiohttp.ClientSession, category: str, topic: str
+) -> dict[str, Any]:
+    async with session.ws_connect(sim.public_ws_url.format(category=category)) as ws:
+        _, before = await subscribe(ws, [topic])
+        early = [f for f in before if f.get("topic") == topic]  # snapshots precede the ack
+        if early:
+            return dict(early[0])
+        frame, _ = await recv_until(ws, lambda f: f.get("topic") == topic, timeout=5)
+        return dict(frame)
+
+
+async def test_linear_public_trade_matches_capture(
+    sim: BybitSimulator, session: aiohttp.ClientSession
+) -> None:
+    real = captured("tardis-node_v5_linear_inverse_2023-04.jsonl", "publicTrade.LTCUSDT")[0]
+    ours = await first_frame(sim, session, "linear", "publicTrade.LTCUSDT")
+    assert_same_types(real, ours, "envelope")
+    assert_key_order(real, ours, "envelope")
+    for item in ours["data"]:
+        assert_same_types(real["data"][0], item, "trade")
+        assert_key_order(real["data"][0], item, "trade")
+        assert set(item) - set(real["data"][0]) <= NEWER_TRADE_KEYS
+        assert isinstance(item["seq"], int)
+        assert item["RPI"] is False
+        assert item["BT"] is False
+        assert len(item["i"]) == 36
+        assert item["i"].count("-") == 4
+        assert item["T"] <= ours["ts"]
+        assert item["p"].count(".") == 1
+        assert len(item["p"].split(".")[1]) == 2
+
+
+async def test_inverse_public_trade_matches_capture(
+    sim: BybitSimulator, session: aiohttp.ClientSession
+) -> None:
+    real = captured("tardis-node_v5_linear_inverse_2023-04.jsonl", "publicTrade.BTCUSD")[0]
+    ours = await first_frame(sim, session, "inverse", "publicTrade.BTCUSD")
+    assert_same_types(real, ours, "envelope")
+    for item in ours["data"]:
+        assert_same_types(real["data"][0], item, "trade")
+        assert item["v"].isdigit()  # inverse sizes are whole contracts
+
+
+async def test_spot_public_trade_matches_capture(
+    sim: BybitSimulator, session: aiohttp.ClientSession
+) -> None:
+    real = captured("tardis-node_v5_spot_2023-04.jsonl", "publicTrade.BTCUSDT")[0]
+    ours = await first_frame(sim, session, "spot", "publicTrade.BTCUSDT")
+    assert_same_types(real, ours, "envelope")
+    assert_key_order(real, ours, "envelope")
+    for item in ours["data"]:
+        assert_same_types(real["data"][0], item, "trade")
+        assert "L" not in item
+        assert item["i"].isdigit()
+        assert len(item["i"]) == 19
+
+
+async def test_option_public_trade_matches_capture(
+    sim: BybitSimulator, session: aiohttp.ClientSession
+) -> None:
+    real = captured("tardis-node_v5_option_2023-04.jsonl", "publicTrade.BTC")[0]
+    ours = await first_frame(sim, session, "option", "publicTrade.BTC")
+    assert_same_types(real, ours, "envelope")
+    assert_key_order(real, ours, "envelope")
+    for item in ours["data"]:
+        assert_same_types(real["data"][0], item, "trade")
+        assert_key_order(real["data"][0], item, "trade")
+
+
+async def test_linear_ticker_snapshot_matches_capture(
+    sim: BybitSimulator, session: aiohttp.ClientSession
+) -> None:
+    real = captured("tardis-node_v5_linear_inverse_2023-04.jsonl", "tickers.BTCUSDT")[0]
+    ours = await first_frame(sim, session, "linear", "tickers.BTCUSDT")
+    assert ours["type"] == "snapshot"
+    assert_same_types(real, ours, "envelope")
+    assert_key_order(real, ours, "envelope")
+    assert_same_types(real["data"], ours["data"], "ticker")
+    assert_key_order(real["data"], ours["data"], "ticker")
+    assert all(isinstance(v, str) for k, v in ours["data"].items())
+
+
+async def test_inverse_future_ticker_matches_capture(
+    sim: BybitSimulator, session: aiohttp.ClientSession
+) -> None:
+    real = captured("tardis-node_v5_linear_inverse_2023-04.jsonl", "tickers.BTCUSDU23")[0]
+    ours = await first_frame(sim, session, "inverse", "tickers.BTCUSDU23")
+    assert_same_types(real["data"], ours["data"], "ticker")
+    assert ours["data"]["fundingRate"] == ""
+    assert ours["data"]["nextFundingTime"] == ""
+    assert ours["data"]["deliveryTime"] == "2023-09-27T08:00:00Z"
+
+
+async def test_option_ticker_matches_capture(
+    sim: BybitSimulator, session: aiohttp.ClientSession
+) -> None:
+    real = captured("tardis-node_v5_option_2023-04.jsonl", "tickers.SOL-28APR23-24-C")[0]
+    ours = await first_frame(sim, session, "option", "tickers.SOL-28APR23-24-C")
+    assert_same_types(real, ours, "envelope")
+    assert_key_order(real, ours, "envelope")
+    assert_same_types(real["data"], ours["data"], "ticker")
+    assert_key_order(real["data"], ours["data"], "ticker")
+
+
+async def test_orderbook_frames_match_capture(
+    sim: BybitSimulator, session: aiohttp.ClientSession
+) -> None:
+    real = captured("tardis-node_v5_linear_inverse_2023-04.jsonl", "orderbook.50.BTCPERP")
+    topic = "orderbook.50.BTCPERP"
+    async with session.ws_connect(sim.public_ws_url.format(category="linear")) as ws:
+        _, before = await subscribe(ws, [topic])
+        snap = before[0]
+        delta, _ = await recv_until(ws, lambda f: f.get("topic") == topic)
+    for r, o in zip(real, (snap, delta), strict=True):
+        assert o["type"] == r["type"]
+        assert set(r) <= set(o)
+        assert "cts" in o
+        assert_same_types(r["data"], o["data"], "book")
+        assert all(isinstance(x, str) for level in o["data"]["b"] for x in level)
+
+
+async def test_trades_on_wire_equal_ground_truth(
+    sim: BybitSimulator, session: aiohttp.ClientSession
+) -> None:
+    async with session.ws_connect(sim.public_ws_url.format(category="linear")) as ws:
+        await subscribe(ws, ["publicTrade.SOLUSDT"])
+        wire: list[dict[str, Any]] = []
+        while len(wire) < 30:
+            frame, _ = await recv_until(ws, lambda f: f.get("topic") == "publicTrade.SOLUSDT")
+            assert len({t["seq"] for t in frame["data"]}) == 1  # one seq per frame
+            wire.extend(frame["data"])
+    truth = {t.trade_id: t for t in sim.ground_truth.trades("linear", "SOLUSDT")}
+    for item in wire:
+        t = truth[item["i"]]
+        assert (t.price, t.size, t.side, t.time_ms, t.seq, t.tick_direction) == (
+            item["p"],
+            item["v"],
+            item["S"],
+            item["T"],
+            item["seq"],
+            item["L"],
+        )
+    ids = [t["i"] for t in wire]
+    assert len(set(ids)) == len(ids)

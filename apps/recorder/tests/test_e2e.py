@@ -1,0 +1,183 @@
+"""The real `recorder` console script against the real `bybit-sim`, with real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from testkit import SimProcess, db_count, db_rows, script, wait_sync
+
+pytestmark = pytest.mark.e2e
+
+FAST = [
+    "connection.ping_interval_seconds=1",
+    "connection.pong_timeout_seconds=2",
+    "flush_interval=0.5",
+    "health_log_interval=1",
+]
+TRADES = "SELECT count(*) FROM public_trades"
+
+
+@pytest.fixture
+def sim() -> Iterator[SimProcess]:
+    process = SimProcess(
+        "--trade-rate", "20", "--api-key", "e2e-key-4b1f", "--api-secret", "e2e-secret-9c1d"
+    )
+    yield process
+    process.stop()
+
+
+def start_recorder(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [script("recorder"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[int, str]:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        raise AssertionError(f"recorder did not exit within {timeout}s:\n{out}") from None
+    return proc.returncode, out
+
+
+def assert_every_generated_trade_is_stored_once(sim: SimProcess, db: Path, symbol: str) -> None:
+    stored = db_rows(
+        db,
+        f"SELECT trade_id, price, size, side, trade_time_ms FROM public_trades WHERE symbol='{symbol}'",
+    )
+    ids = [r[0] for r in stored]
+    assert len(ids) == len(set(ids))
+    assert stored, f"no {symbol} trades stored"
+    last = max(r[4] for r in stored)
+    by_id = {r[0]: r[1:] for r in stored}
+    truth = [t for t in sim.truth_trades(symbol) if t["time_ms"] <= last]
+    missing = [t["trade_id"] for t in truth if t["trade_id"] not in by_id]
+    assert not missing, f"{len(missing)} of {len(truth)} {symbol} trades missing"
+    for t in truth:
+        assert by_id[t["trade_id"]] == (t["price"], t["size"], t["side"], t["time_ms"])
+
+
+def no_process_left(pid_group: int) -> bool:
+    return not [p for p in psutil.process_iter(["pid"]) if _pgid(p.pid) == pid_group]
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_single_session_ends_cleanly_on_a_signal(
+    sim: SimProcess, tmp_path: Path, sig: signal.Signals
+) -> None:
+    run_dir = tmp_path / "session"
+    proc = start_recorder(
+        ["symbols=btc_eth", *sim.network_overrides(), *FAST, f"hydra.run.dir={run_dir}"]
+    )
+    db = run_dir / "recorder.db"
+    try:
+        wait_sync(lambda: db_count(db, TRADES) > 30, 30, "trades in the session DB")
+    finally:
+        os.kill(proc.pid, sig)
+    rc, out = finish(proc)
+    assert rc == 0, out
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        assert_every_generated_trade_is_stored_once(sim, db, symbol)
+    assert db_rows(db, "SELECT status, ended_at_ms IS NOT NULL FROM runs") == [("completed", 1)]
+    files = {p.name for p in run_dir.iterdir()}
+    assert {"recorder.db", "recorder.log", "session.json", ".hydra"} <= files
+    log = (run_dir / "recorder.log").read_text()
+    assert f"stopping ({sig.name})" in log
+    assert "health uptime=" in log
+    wait_sync(lambda: no_process_left(proc.pid), 10, "the recorder to leave no process")
+
+
+def test_duration_ends_the_session(sim: SimProcess, tmp_path: Path) -> None:
+    run_dir = tmp_path / "timed"
+    proc = start_recorder(
+        [*sim.network_overrides(), *FAST, "duration_seconds=2", f"hydra.run.dir={run_dir}"]
+    )
+    rc, out = finish(proc)
+    assert rc == 0, out
+    assert db_rows(run_dir / "recorder.db", "SELECT status FROM runs") == [("completed",)]
+    assert db_count(run_dir / "recorder.db", TRADES) > 0
+
+
+def test_multirun_records_two_groups_at_once_and_stops_both_on_one_sigint(
+    sim: SimProcess, tmp_path: Path
+) -> None:
+    sweep = tmp_path / "sweep"
+    proc = start_recorder(
+        ["-m", "symbols=btc,eth", *sim.network_overrides(), *FAST, f"hydra.sweep.dir={sweep}"]
+    )
+    dbs = {name: sweep / name / "recorder.db" for name in ("0_btc", "1_eth")}
+    try:
+        wait_sync(
+            lambda: all(db_count(db, TRADES) > 5 for db in dbs.values()), 40, "both jobs recording"
+        )
+    finally:
+        os.kill(proc.pid, signal.SIGINT)
+    rc, out = finish(proc)
+    assert rc == 0, out
+    assert_every_generated_trade_is_stored_once(sim, dbs["0_btc"], "BTCUSDT")
+    assert_every_generated_trade_is_stored_once(sim, dbs["1_eth"], "ETHUSDT")
+    for db in dbs.values():
+        assert db_rows(db, "SELECT status FROM runs") == [("completed",)]
+    # one process per job, running at the same time
+    pids = {db_rows(db, "SELECT pid FROM runs")[0][0] for db in dbs.values()}
+    assert len(pids) == 2
+    starts = [db_rows(db, "SELECT started_at_ms, ended_at_ms FROM runs")[0] for db in dbs.values()]
+    assert max(s for s, _ in starts) < min(e for _, e in starts)
+    wait_sync(lambda: no_process_left(proc.pid), 10, "no job left behind")
+
+
+def test_a_bad_override_is_rejected_with_a_clear_message(tmp_path: Path) -> None:
+    proc = start_recorder(["batch_size=0", f"hydra.run.dir={tmp_path / 'bad'}"])
+    rc, out = finish(proc)
+    assert rc == 2
+    assert "batch_size" in out
+    assert "Traceback" not in out
+
+
+def test_private_streams_are_recorded_without_a_trace_of_the_secret(
+    sim: SimProcess, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "private"
+    env = {"BYBIT_API_KEY": "e2e-key-4b1f", "BYBIT_API_SECRET": "e2e-secret-9c1d"}
+    proc = start_recorder(
+        ["account=env", *sim.network_overrides(), *FAST, f"hydra.run.dir={run_dir}"], env
+    )
+    db = run_dir / "recorder.db"
+    try:
+        wait_sync(
+            lambda: db_count(db, "SELECT count(*) FROM private_executions") > 0, 40, "executions"
+        )
+        wait_sync(lambda: db_count(db, "SELECT count(*) FROM orders") > 0, 20, "orders")
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+    rc, out = finish(proc)
+    assert rc == 0, out
+    assert db_count(db, "SELECT count(*) FROM wallet_snapshots") > 0
+    assert db_count(db, "SELECT count(*) FROM position_snapshots") > 0
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"e2e-secret-9c1d" not in data, path
+            assert b"e2e-key-4b1f" not in data, path
+    assert "e2e-secret-9c1d" not in out
