@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -76,22 +77,28 @@ async def test_auth_success_shape(sim: BybitSimulator, session: aiohttp.ClientSe
     assert sim.stats.auth_failures == 0
 
 
+# Args are built when the test runs: an `expires` computed at collection time
+# would already be in the past on a long test run.
 @pytest.mark.parametrize(
-    ("args", "ret_msg"),
+    ("make_args", "ret_msg"),
     [
         (
-            ws_auth_args("sim-key", "sim-secret", expires=int(time.time() * 1000) - 1000),
+            lambda: ws_auth_args("sim-key", "sim-secret", expires=int(time.time() * 1000) - 1000),
             "Params Error",
         ),
-        (ws_auth_args("nope", "sim-secret"), "Invalid apikey"),
-        (ws_auth_args("sim-key", "wrong-secret"), "Signature verification failed"),
-        (["sim-key"], "Params Error"),
+        (lambda: ws_auth_args("nope", "sim-secret"), "Invalid apikey"),
+        (lambda: ws_auth_args("sim-key", "wrong-secret"), "Signature verification failed"),
+        (lambda: ["sim-key"], "Params Error"),
     ],
 )
 async def test_auth_failures(
-    args: list[Any], ret_msg: str, sim: BybitSimulator, session: aiohttp.ClientSession
+    make_args: Callable[[], list[Any]],
+    ret_msg: str,
+    sim: BybitSimulator,
+    session: aiohttp.ClientSession,
 ) -> None:
     async with session.ws_connect(sim.private_ws_url) as ws:
+        args = make_args()
         ack = await auth(ws, args)
         assert ack == {
             "success": False,
