@@ -83,7 +83,9 @@ def test_defaults(validated: Callable[..., RecorderConfig], tmp_path: Path) -> N
         "stall_timeout_seconds": 30,
         "reconnect_initial_delay_seconds": 1,
         "reconnect_max_delay_seconds": 60,
+        "max_connects_per_5min": 100,
     }
+    assert config.rest.model_dump() == {"timeout_seconds": 10, "max_retries": 4}
 
 
 @pytest.mark.parametrize("group", sorted(GROUP_OPTIONS))

@@ -47,6 +47,7 @@ __all__ = [
     "ConnectionConfig",
     "NetworkConfig",
     "RecorderConfig",
+    "RestConfig",
     "compose_config",
     "config_from_omegaconf",
     "is_secret_key",
@@ -145,6 +146,7 @@ class ConnectionConfig(_Model):
     stall_timeout_seconds: Seconds  # no message at all for this long -> reconnect
     reconnect_initial_delay_seconds: Seconds
     reconnect_max_delay_seconds: Seconds
+    max_connects_per_5min: Annotated[int, Field(ge=1, le=500)]
 
     @field_validator("reconnect_max_delay_seconds")
     @classmethod
@@ -153,6 +155,13 @@ class ConnectionConfig(_Model):
         if initial is not None and value < initial:
             raise ValueError(f"must be >= reconnect_initial_delay_seconds ({initial})")
         return value
+
+
+class RestConfig(_Model):
+    """REST timeouts and retry budget (key ``rest``)."""
+
+    timeout_seconds: Seconds
+    max_retries: Annotated[int, Field(ge=0, le=20)]
 
 
 class AccountConfig(_Model):
@@ -206,6 +215,7 @@ class RecorderConfig(_Model):
     account: AccountConfig | None
     network: NetworkConfig
     connection: ConnectionConfig
+    rest: RestConfig
 
     @field_validator("symbols")
     @classmethod

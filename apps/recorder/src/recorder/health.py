@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from event_saver import ReconcilerStats, WriterStats
@@ -24,6 +25,18 @@ class HealthSnapshot:
     writers: tuple[WriterStats, ...]
     gaps: ReconcilerStats
     gaps_pending: int
+    rss_mb: float | None = None
+    asyncio_tasks: int | None = None
+
+
+def resident_memory_mb() -> float | None:
+    """Current resident set size, from /proc (Linux); None elsewhere."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 def _duration(seconds: float) -> str:
@@ -35,7 +48,12 @@ def _duration(seconds: float) -> str:
 
 def format_health(snapshot: HealthSnapshot) -> str:
     """E.g. ``health uptime=5m00s | public.linear connected reconnects=0 ... | trades ...``."""
-    parts = [f"health uptime={_duration(snapshot.uptime_s)}"]
+    process = f"health uptime={_duration(snapshot.uptime_s)}"
+    if snapshot.rss_mb is not None:
+        process += f" rss={snapshot.rss_mb:.1f}MB"
+    if snapshot.asyncio_tasks is not None:
+        process += f" tasks={snapshot.asyncio_tasks}"
+    parts = [process]
     for s in snapshot.streams:
         age = "n/a" if s.last_message_age_s is None else f"{s.last_message_age_s:.1f}s"
         parts.append(
@@ -45,7 +63,8 @@ def format_health(snapshot: HealthSnapshot) -> str:
     for w in snapshot.writers:
         latency = "n/a" if w.last_flush_latency_ms is None else f"{w.last_flush_latency_ms:.1f}ms"
         parts.append(
-            f"{w.name} written={w.written} rate={w.messages_per_second:.1f}/s "
+            f"{w.name} received={w.received} written={w.written} "
+            f"rate={w.messages_per_second:.1f}/s "
             f"buffered={w.buffered} dup={w.duplicates} failed_flushes={w.failed_flushes} "
             f"flush={latency}" + (" BACKPRESSURE" if w.backpressure_active else "")
         )

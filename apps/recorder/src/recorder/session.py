@@ -15,7 +15,13 @@ from typing import Any
 
 import yaml
 
-from bybit_adapter import BybitAuthError, BybitRestClient, Outage, WebSocketSettings
+from bybit_adapter import (
+    BybitAuthError,
+    BybitRestClient,
+    Outage,
+    RestSettings,
+    WebSocketSettings,
+)
 from event_saver import (
     AccountContext,
     DatabaseWorker,
@@ -41,7 +47,7 @@ from grid_db import (
     RunRepository,
 )
 from recorder.config import RecorderConfig
-from recorder.health import HealthSnapshot, StreamHealth, format_health
+from recorder.health import HealthSnapshot, StreamHealth, format_health, resident_memory_mb
 from recorder.provenance import git_commit, host_name, pid_alive, software_version
 
 _log = logging.getLogger("recorder.session")
@@ -62,6 +68,8 @@ def websocket_settings(config: RecorderConfig, private: bool = False) -> WebSock
         stall_timeout=None if private else c.stall_timeout_seconds,
         backoff_initial=c.reconnect_initial_delay_seconds,
         backoff_max=c.reconnect_max_delay_seconds,
+        max_connects_per_window=c.max_connects_per_5min,
+        connect_window=300.0,
     )
 
 
@@ -135,6 +143,9 @@ class Recorder:
             config.network.rest_url,
             account.api_key.get_secret_value() if account else None,
             account.api_secret.get_secret_value() if account else None,
+            settings=RestSettings(
+                timeout=config.rest.timeout_seconds, max_retries=config.rest.max_retries
+            ),
         )
         await self.rest.start()
         self.reconciler = GapReconciler(
@@ -311,6 +322,8 @@ class Recorder:
             writers=tuple(w.stats() for w in self.writers),
             gaps=self.reconciler.stats,
             gaps_pending=self.reconciler.pending,
+            rss_mb=resident_memory_mb(),
+            asyncio_tasks=len(asyncio.all_tasks()),
         )
 
     def _log_health(self) -> None:
@@ -327,12 +340,12 @@ class Recorder:
 
 def run_session(config: RecorderConfig, output_dir: Path) -> int:
     """Entry point of one Hydra job: record until a signal or the duration; exit code."""
-    write_session_file(config, output_dir)
     try:
         db = DatabaseFactory(DatabaseSettings(url=config.database_url))
     except GridDbError as exc:
         _log.error("cannot open the database: %s", exc)
         return 3
+    write_session_file(config, output_dir)
     try:
         return asyncio.run(Recorder(config, db, output_dir).run_until_shutdown())
     except GridDbError as exc:
