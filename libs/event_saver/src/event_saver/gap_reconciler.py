@@ -193,8 +193,7 @@ class GapReconciler:
         try:
             trades = await self._rest.recent_trades(category, symbol, limit)
         except BybitRestError as exc:
-            _log.error("gap %s %s: REST backfill failed: %s", category, symbol, exc)
-            return GapRecord(
+            record = GapRecord(
                 "publicTrade",
                 category,
                 symbol,
@@ -203,45 +202,59 @@ class GapReconciler:
                 cause,
                 "unfillable",
                 0,
-                detail=str(exc)[:500],
+                detail=f"REST backfill failed: {exc}"[:500],
             )
+            self._log_gap(record)
+            return record
         in_window = [t for t in trades if start_ms <= t.trade_time_ms <= end_ms]
         to_row = trade_row(self._run_id)
-        rows = [to_row(t) for t in in_window]
-        inserted = await self._insert_ignore("public_trades", rows)
+        inserted = await self._insert_ignore("public_trades", [to_row(t) for t in in_window])
         oldest = min((t.trade_time_ms for t in trades), default=None)
         reached_back = (
             oldest is None or oldest < start_ms or (oldest == start_ms and len(trades) < limit)
         )
-        status = "filled" if reached_back else "partial"
-        record = GapRecord(
-            "publicTrade",
-            category,
-            symbol,
-            start_ms,
-            end_ms,
-            cause,
-            status,
-            inserted,
-            recovered_from_ts_ms=None if reached_back else oldest,
-            detail=None
-            if reached_back
-            else (
-                f"REST holds only the newest {len(trades)} trades; trades in "
-                f"[{start_ms}, {oldest}] may be missing"
-            ),
-        )
-        log = _log.warning if status == "filled" else _log.error
-        log(
-            "gap %s %s %s: %s, %d trade(s) recovered over %.1fs",
-            category,
-            symbol,
-            cause,
-            status,
-            inserted,
-            (end_ms - start_ms) / 1000,
-        )
+        if reached_back:
+            record = GapRecord(
+                "publicTrade", category, symbol, start_ms, end_ms, cause, "filled", inserted
+            )
+        else:
+            assert oldest is not None
+            # Trades after the window came over the new connection; what is
+            # missing ends where REST begins, or at the window's end.
+            unrecovered_until = min(oldest, end_ms)
+            record = GapRecord(
+                "publicTrade",
+                category,
+                symbol,
+                start_ms,
+                end_ms,
+                cause,
+                "partial",
+                inserted,
+                recovered_from_ts_ms=unrecovered_until,
+                detail=(
+                    f"REST holds only the newest {len(trades)} trades; trades in "
+                    f"[{start_ms}, {unrecovered_until}] may be missing"
+                ),
+            )
+        self._log_gap(record)
         return record
+
+    @staticmethod
+    def _log_gap(record: GapRecord) -> None:
+        """One line per gap: ``gap linear BTCUSDT disconnect: filled, 12 trade(s) ...``."""
+        level = logging.WARNING if record.fill_status == "filled" else logging.ERROR
+        _log.log(
+            level,
+            "gap %s %s %s: %s, %d trade(s) recovered over %.1fs%s",
+            record.category,
+            record.symbol,
+            record.cause,
+            record.fill_status,
+            record.rows_recovered,
+            (record.end_ts_ms - record.start_ts_ms) / 1000,
+            f" ({record.detail})" if record.detail else "",
+        )
 
     # ---- private ------------------------------------------------------------
 
