@@ -137,9 +137,11 @@ class ReconnectingWebSocket:
         session: aiohttp.ClientSession | None = None,
         logger: logging.Logger | None = None,
         read_gate: ReadGate | None = None,
+        on_loss: Callable[[str], None] | None = None,
     ) -> None:
         self.url = url
         self._read_gate = read_gate
+        self._on_loss = on_loss
         self.stream = stream
         self.category = category
         self.settings = settings or WebSocketSettings()
@@ -459,6 +461,14 @@ class ReconnectingWebSocket:
                 last_received_ns=self.stats.last_data_received_ns,
                 lost_at_ns=time.time_ns(),
             )
+            # The owner must note what it had received before the next
+            # connection delivers anything.
+            if self._on_loss is not None:
+                try:
+                    self._on_loss(cause.value)
+                except Exception:
+                    self.stats.handler_errors += 1
+                    self._log.exception("%s: loss handler failed", self.stream)
 
     def _maybe_report_recovery(self) -> None:
         pending = self._pending_outage

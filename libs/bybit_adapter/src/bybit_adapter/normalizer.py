@@ -7,7 +7,7 @@ frames and REST replies, so a REST-recovered row looks exactly like a live one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 import msgspec
 
@@ -24,15 +24,25 @@ from bybit_adapter.events import (
 )
 
 # Bybit sends decimals as plain strings such as "28560.50"; anything else in a
-# price or size slot is corrupt input, not a value to guess at.
-Decimal = Annotated[str, msgspec.Meta(pattern=r"^-?[0-9]+(\.[0-9]+)?$")]
+# price or size slot is corrupt input, not a value to guess at. (``\Z``, not ``$``:
+# ``$`` also matches before a trailing newline, so "1.5\n" would pass.)
+Decimal = Annotated[str, msgspec.Meta(pattern=r"^-?[0-9]+(\.[0-9]+)?\Z")]
+
+# Every integer ends up in a BIGINT column. One outside the signed 64-bit range makes
+# the whole insert fail (OverflowError on SQLite), so it is corrupt input too.
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+Int64 = Annotated[int, msgspec.Meta(ge=_INT64_MIN, le=_INT64_MAX)]
+# REST sends integers as digit strings; at most 18 digits always fit in 64 bits.
+_DigitString = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,18}\Z")]
+_OptionalDigitString = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{0,18}\Z")]
 
 _TRADE_PREFIX = "publicTrade."
 _TICKER_PREFIX = "tickers."
 
 
 class _WireTrade(msgspec.Struct, forbid_unknown_fields=False):
-    T: int
+    T: Int64
     s: str
     S: Literal["Buy", "Sell"]
     v: Decimal
@@ -41,7 +51,7 @@ class _WireTrade(msgspec.Struct, forbid_unknown_fields=False):
     L: str | None = None
     BT: bool = False
     RPI: bool | None = None
-    seq: int | None = None
+    seq: Int64 | None = None
 
 
 class _WireRestTrade(msgspec.Struct, forbid_unknown_fields=False):
@@ -50,14 +60,22 @@ class _WireRestTrade(msgspec.Struct, forbid_unknown_fields=False):
     price: Decimal
     size: Decimal
     side: Literal["Buy", "Sell"]
-    time: Annotated[str, msgspec.Meta(pattern=r"^[0-9]+$")]
+    time: _DigitString
     isBlockTrade: bool = False
     isRPITrade: bool | None = None
-    seq: str | None = None
+    seq: _OptionalDigitString | None = None
 
 
 _TRADES = list[_WireTrade]
 _REST_TRADES = list[_WireRestTrade]
+
+
+def _is_int64(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and _in_int64(value)
+
+
+def _in_int64(value: int) -> bool:
+    return _INT64_MIN <= value <= _INT64_MAX
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -66,9 +84,12 @@ def _int_or_none(value: Any) -> int | None:
     if isinstance(value, bool):
         raise FrameRejected(f"expected an integer, got {value!r}")
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise FrameRejected(f"expected an integer, got {value!r}") from None
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float("inf")
+        raise FrameRejected(f"expected an integer, got {value!r:.80}") from None
+    if not _in_int64(number):
+        raise FrameRejected(f"integer out of the 64-bit range: {value!r:.80}")
+    return number
 
 
 def _str_or_none(item: dict[str, Any], key: str) -> str | None:
@@ -103,8 +124,8 @@ def _required_ms(item: dict[str, Any], key: str) -> int:
 
 def _envelope_ts(message: dict[str, Any], key: str) -> int:
     ts = message.get(key)
-    if not isinstance(ts, int) or isinstance(ts, bool):
-        raise FrameRejected(f"envelope {key!r} missing or not an integer")
+    if not _is_int64(ts):
+        raise FrameRejected(f"envelope {key!r} missing or not a 64-bit integer")
     return ts
 
 
@@ -142,7 +163,8 @@ class BybitNormalizer:
             raise FrameRejected("publicTrade data is not a list")
         try:
             wire = msgspec.convert(data, _TRADES)
-        except msgspec.ValidationError as exc:
+        except (msgspec.ValidationError, UnicodeEncodeError) as exc:
+            # UnicodeEncodeError: msgspec meets a lone surrogate in a str it must match.
             raise FrameRejected(f"publicTrade: {exc}") from None
         return [
             TradeEvent(
@@ -193,7 +215,7 @@ class BybitNormalizer:
             frame_type=frame_type,
             exchange_ts_ms=ts,
             received_ns=received_ns,
-            cross_seq=cs if isinstance(cs, int) and not isinstance(cs, bool) else None,
+            cross_seq=cs if _is_int64(cs) else None,
             state=state,
         )
 
@@ -209,7 +231,7 @@ class BybitNormalizer:
         """Events from a ``/v5/market/recent-trade`` list."""
         try:
             wire = msgspec.convert(items, _REST_TRADES)
-        except msgspec.ValidationError as exc:
+        except (msgspec.ValidationError, UnicodeEncodeError) as exc:
             raise FrameRejected(f"recent-trade: {exc}") from None
         return [
             TradeEvent(
@@ -242,9 +264,7 @@ class BybitNormalizer:
         if not isinstance(data, list):
             raise FrameRejected(f"{topic}: data is not a list")
         created = message.get("creationTime")
-        exchange_ts = (
-            created if isinstance(created, int) and not isinstance(created, bool) else None
-        )
+        exchange_ts = created if _is_int64(created) else None
         base = topic.split(".", 1)[0]
         builder = _PRIVATE_BUILDERS.get(base)
         if builder is None:

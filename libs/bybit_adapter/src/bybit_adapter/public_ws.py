@@ -44,6 +44,7 @@ class PublicWebSocketClient(ReconnectingWebSocket):
         session: aiohttp.ClientSession | None = None,
         logger: logging.Logger | None = None,
         read_gate: ReadGate | None = None,
+        on_loss: Callable[[str], None] | None = None,
     ) -> None:
         if category not in CATEGORIES:
             raise ValueError(f"unknown category {category!r}; expected one of {CATEGORIES}")
@@ -58,6 +59,7 @@ class PublicWebSocketClient(ReconnectingWebSocket):
             session=session,
             logger=logger,
             read_gate=read_gate,
+            on_loss=on_loss,
         )
         self._topics = list(dict.fromkeys(topics))
         self._rejected: dict[str, str] = {}

@@ -103,7 +103,6 @@ class GapReconciler:
         self._idle = asyncio.Event()
         self._idle.set()
         self.stats = ReconcilerStats()
-        self.records: list[GapRecord] = []
 
     async def start(self) -> None:
         if self._task is None:
@@ -168,7 +167,16 @@ class GapReconciler:
         records: list[GapRecord] = []
         self.stats.outages_handled += 1
         for symbol, start_ms in outage.window_start_ms.items():
-            records.append(await self._fill_trades(category, symbol, start_ms, end_ms, cause))
+            records.append(
+                await self._fill_trades(
+                    category,
+                    symbol,
+                    start_ms,
+                    end_ms,
+                    cause,
+                    outage.first_trade_after_ms.get(symbol),
+                )
+            )
             if self._record_ticker_gaps:
                 records.append(
                     GapRecord(
@@ -187,7 +195,13 @@ class GapReconciler:
         return records
 
     async def _fill_trades(
-        self, category: str, symbol: str, start_ms: int, end_ms: int, cause: str
+        self,
+        category: str,
+        symbol: str,
+        start_ms: int,
+        end_ms: int,
+        cause: str,
+        first_live_ms: int | None = None,
     ) -> GapRecord:
         limit = self._limit(category)
         try:
@@ -206,9 +220,16 @@ class GapReconciler:
             )
             self._log_gap(record)
             return record
-        in_window = [t for t in trades if start_ms <= t.trade_time_ms <= end_ms]
+        # Bounded by the symbol's first live trade, not by the outage's end: a
+        # topic subscribed in a later request goes live later than that.
+        after_start = [
+            t
+            for t in trades
+            if t.trade_time_ms >= start_ms
+            and (first_live_ms is None or t.trade_time_ms <= first_live_ms)
+        ]
         to_row = trade_row(self._run_id)
-        inserted = await self._insert_ignore("public_trades", [to_row(t) for t in in_window])
+        inserted = await self._insert_ignore("public_trades", [to_row(t) for t in after_start])
         oldest = min((t.trade_time_ms for t in trades), default=None)
         reached_back = (
             oldest is None or oldest < start_ms or (oldest == start_ms and len(trades) < limit)
@@ -219,9 +240,10 @@ class GapReconciler:
             )
         else:
             assert oldest is not None
-            # Trades after the window came over the new connection; what is
-            # missing ends where REST begins, or at the window's end.
-            unrecovered_until = min(oldest, end_ms)
+            # What is missing ends where REST begins, or where the symbol's
+            # trades flowed again on the new connection.
+            unrecovered_until = oldest if first_live_ms is None else min(oldest, first_live_ms)
+            end_ms = max(end_ms, unrecovered_until)
             record = GapRecord(
                 "publicTrade",
                 category,
@@ -387,4 +409,3 @@ class GapReconciler:
             else:
                 self.stats.gaps[record.fill_status] += 1
             self.stats.rows_recovered += record.rows_recovered
-        self.records.extend(records)

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bybit_adapter import (
@@ -41,6 +41,9 @@ class PublicOutage:
 
     outage: Outage
     window_start_ms: dict[str, int]
+    #: the first trade time per symbol on the new connection, once one arrived:
+    #: every later trade of that symbol came over the socket, in order
+    first_trade_after_ms: dict[str, int] = field(default_factory=dict)
 
     @property
     def end_ms(self) -> int:
@@ -73,6 +76,10 @@ class PublicCollector:
         self._on_outage = on_outage
         self._on_rejected = on_rejected
         self._last_trade_ms: dict[str, int] = {}
+        # _last_trade_ms as it was when the connection was lost: the gap starts there.
+        self._last_trade_at_loss: dict[str, int] | None = None
+        # Shared with the PublicOutage reported for the current connection.
+        self._first_trade_after_loss: dict[str, int] = {}
         self._started_ms = time.time_ns() // 1_000_000
         self.rejected_frames = 0
         self.trades_received = 0
@@ -96,6 +103,7 @@ class PublicCollector:
             settings=settings,
             read_gate=gate,
             logger=logging.getLogger(f"event_saver.public.{category}"),
+            on_loss=self._connection_lost,
         )
 
     async def start(self) -> None:
@@ -175,9 +183,12 @@ class PublicCollector:
         if isinstance(first, TradeEvent):
             trades: list[TradeEvent] = events  # type: ignore[assignment]
             last = self._last_trade_ms
+            first_after = self._first_trade_after_loss
             for trade in trades:
                 if trade.trade_time_ms > last.get(trade.symbol, -1):
                     last[trade.symbol] = trade.trade_time_ms
+                if trade.symbol not in first_after:
+                    first_after[trade.symbol] = trade.trade_time_ms
             self.trades_received += len(trades)
             self._on_trades(trades)
         else:
@@ -203,13 +214,22 @@ class PublicCollector:
             )
         )
 
+    def _connection_lost(self, cause: str) -> None:
+        self._last_trade_at_loss = dict(self._last_trade_ms)
+        self._first_trade_after_loss = {}
+
     def _outage(self, outage: Outage) -> None:
         # A symbol with no trade seen yet: a trade printed shortly before the
         # last frame of another topic may still have been in flight.
         last = outage.last_exchange_ts_ms
         fallback = self._started_ms if last is None else last - IN_FLIGHT_MARGIN_MS
-        windows = {s: self._last_trade_ms.get(s, fallback) for s in self.symbols}
+        seen = self._last_trade_at_loss
+        self._last_trade_at_loss = None
+        if seen is None:
+            seen = self._last_trade_ms
+        windows = {s: seen.get(s, fallback) for s in self.symbols}
+        first_after = self._first_trade_after_loss
         if self.silence is not None:
             self.silence.reset()
         # Ticker state restarts from the fresh snapshot sent after resubscribing.
-        self._on_outage(PublicOutage(outage, windows))
+        self._on_outage(PublicOutage(outage, windows, first_after))
