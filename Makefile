@@ -6,7 +6,7 @@ SIM_PORT ?= 8765
 DEMO_SECONDS ?= 20
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo sim test test-fast lint fmt clean
+.PHONY: help install run demo sim test test-fast soak check lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,12 @@ test: install ## run the whole test suite
 
 test-fast: install ## run the tests except the end-to-end ones
 	$(UV) run pytest -q -m "not e2e"
+
+soak: install ## time-compressed soak: SOAK_SECONDS (default 300) with a drop every second
+	SOAK_SECONDS=$${SOAK_SECONDS:-300} $(UV) run pytest -q -s -m soak -p no:cacheprovider
+
+check: install ## check a session against a truth: make check SESSION=outputs/... TRUTH=http://127.0.0.1:8765
+	$(UV) run recorder-check $(SESSION) --truth $(TRUTH) $(ARGS)
 
 lint: install ## ruff and mypy --strict
 	$(UV) run ruff check .

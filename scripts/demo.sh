@@ -27,6 +27,8 @@ fault() {  # POST /sim/faults/NAME with a JSON body
 }
 
 $UV run recorder network=local symbols=btc_eth duration_seconds="$seconds" \
+    "network.rest_url=$base" "network.public_ws_url='ws://127.0.0.1:$port/v5/public/{category}'" \
+    "network.private_ws_url=ws://127.0.0.1:$port/v5/private" \
     health_log_interval=5 "hydra.run.dir=$dir" &
 recorder=$!
 sleep $((seconds / 2))
@@ -39,3 +41,5 @@ echo
 echo "session folder: $dir"
 ls -la "$dir"
 $UV run python -m recorder.summary "$dir"
+echo
+$UV run recorder-report "$dir"

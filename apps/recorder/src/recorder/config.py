@@ -212,6 +212,7 @@ class RecorderConfig(_Model):
     gap_threshold_seconds: Seconds
     health_log_interval: Seconds
     duration_seconds: Seconds | None  # None: until SIGINT/SIGTERM
+    metrics_port: Annotated[int, Field(ge=1, le=65535)] | None  # None: no Prometheus endpoint
     account: AccountConfig | None
     network: NetworkConfig
     connection: ConnectionConfig

@@ -11,7 +11,7 @@ import signal
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -48,7 +48,12 @@ from grid_db import (
 )
 from recorder.config import RecorderConfig
 from recorder.health import HealthSnapshot, StreamHealth, format_health, resident_memory_mb
+from recorder.health_file import FILE_NAME as HEALTH_FILE_NAME
+from recorder.health_file import HealthFileWriter
 from recorder.provenance import git_commit, host_name, pid_alive, software_version
+
+if TYPE_CHECKING:
+    from recorder.metrics import MetricsExporter
 
 _log = logging.getLogger("recorder.session")
 
@@ -102,6 +107,12 @@ class Recorder:
         self._health_task: asyncio.Task[None] | None = None
         self.health_lines = 0
         self.auth_errors: list[BybitAuthError] = []
+        self.health_file = (
+            HealthFileWriter(output_dir / HEALTH_FILE_NAME, self.run_id, config.health_log_interval)
+            if output_dir is not None
+            else None
+        )
+        self.metrics: MetricsExporter | None = None
 
     # ---- lifecycle ------------------------------------------------------------
 
@@ -184,6 +195,8 @@ class Recorder:
             await self.private.start()
             await self.reconciler.refresh_private_state()
         self._health_task = asyncio.create_task(self._health_loop(), name="health")
+        self._start_metrics()
+        self._publish_health(self.health())
         _log.info(
             "recording %s %s into %s (run %s)",
             config.category,
@@ -261,7 +274,9 @@ class Recorder:
             except Exception as exc:
                 _log.error("could not close run %s: %s", self.run_id, exc)
         self.worker.close()
-        self._log_health()
+        self._log_health(status)
+        if self.metrics is not None:
+            self.metrics.stop()
         _log.info("run %s %s", self.run_id, status)
 
     async def run_until_shutdown(self, stop_event: asyncio.Event | None = None) -> int:
@@ -326,11 +341,38 @@ class Recorder:
             asyncio_tasks=len(asyncio.all_tasks()),
         )
 
-    def _log_health(self) -> None:
+    def _log_health(self, status: str = "running") -> None:
         if self.reconciler is None:
             return
         self.health_lines += 1
-        _log.info("%s", format_health(self.health()))
+        snapshot = self.health()
+        _log.info("%s", format_health(snapshot))
+        self._publish_health(snapshot, status)
+
+    def _publish_health(self, snapshot: HealthSnapshot, status: str = "running") -> None:
+        """health.json in the session folder, and the Prometheus metrics when enabled."""
+        if self.metrics is not None:
+            self.metrics.update(snapshot)
+        if self.health_file is not None:
+            try:
+                self.health_file.write(snapshot, status)
+            except OSError as exc:
+                _log.warning("could not write %s: %s", self.health_file.path, exc)
+
+    def _start_metrics(self) -> None:
+        port = self.config.metrics_port
+        if port is None:
+            return
+        from recorder.metrics import MetricsExporter
+
+        exporter = MetricsExporter(port, self.run_id)
+        try:
+            exporter.start()
+        except OSError as exc:
+            _log.error("metrics disabled: cannot listen on port %d: %s", port, exc)
+            return
+        self.metrics = exporter
+        _log.info("Prometheus metrics on port %d", port)
 
     async def _health_loop(self) -> None:
         while True:

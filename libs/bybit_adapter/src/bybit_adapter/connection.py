@@ -363,8 +363,10 @@ class ReconnectingWebSocket:
         self.stats.frames += 1
         try:
             message = _decode(raw)
-        except msgspec.DecodeError as exc:
-            self._invalid(raw, f"not JSON: {exc}", received_ns)
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
+            # RecursionError: nesting deeper than Python allows; UnicodeDecodeError:
+            # invalid UTF-8 inside a binary frame. Neither may end the connection.
+            self._invalid(raw, f"not JSON: {type(exc).__name__}: {exc}"[:300], received_ns)
             return
         if not isinstance(message, dict):
             self._invalid(raw, "frame is not a JSON object", received_ns)

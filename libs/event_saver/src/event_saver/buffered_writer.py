@@ -20,6 +20,9 @@ from event_saver.flow import FlowGate
 from grid_db.writes import insert_ignore, insert_rows
 
 E = TypeVar("E")
+# What a bad row raises (constraint, type, out-of-range integer); OperationalError,
+# a locked or full database, is transient and handled before these.
+_ROW_ERRORS = (StatementError, DBAPIError, SQLAlchemyError, ValueError, TypeError, OverflowError)
 Row = dict[str, Any]
 
 
@@ -225,7 +228,7 @@ class BufferedWriter(Generic[E]):
             return self._insert(rows), 0
         except OperationalError:
             raise
-        except (StatementError, DBAPIError, SQLAlchemyError, ValueError, TypeError):
+        except _ROW_ERRORS:
             pass  # some row is unacceptable: find it without losing the others
         inserted = rejected = 0
         for row in rows:
@@ -233,7 +236,7 @@ class BufferedWriter(Generic[E]):
                 inserted += self._insert([row])
             except OperationalError:
                 raise
-            except (StatementError, DBAPIError, SQLAlchemyError, ValueError, TypeError) as exc:
+            except _ROW_ERRORS as exc:
                 rejected += 1
                 self._log.error("%s: row not stored (%s): %r", self.name, _one_line(exc), row)
         return inserted, rejected
