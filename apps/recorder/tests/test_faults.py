@@ -410,3 +410,30 @@ def test_an_unusable_database_fails_clearly_and_creates_nothing(tmp_path: Path, 
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (run_dir / "session.json").exists()
     assert not (run_dir / "recorder.db").exists()
+
+
+def test_an_expired_signature_from_clock_skew_is_reported_while_public_recording_continues(
+    tmp_path: Path,
+) -> None:
+    # The server's clock runs 60 s ahead: our `expires` (now + 10 s) is already past.
+    skewed = SimProcess(
+        "--trade-rate",
+        "20",
+        "--api-key",
+        "fault-key",
+        "--api-secret",
+        "fault-secret",
+        "--clock-offset-ms",
+        "60000",
+    )
+    try:
+        env = {"BYBIT_API_KEY": "fault-key", "BYBIT_API_SECRET": "fault-secret"}
+        session = Session(skewed, tmp_path / "s", "account=env", env=env)
+        session.wait_log(r"private auth failed \(expired\): Params Error; check the clock")
+        session.wait_trades(40)
+        assert session.stop() == 0
+        assert "private: authenticated" not in session.log()
+        assert_invariant(session.report())
+        assert session.run_status() == [("completed",)]
+    finally:
+        skewed.stop()

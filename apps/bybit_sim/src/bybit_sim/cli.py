@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-secret", action="append", default=None)
     p.add_argument("--private-rate", type=float, default=0.5, help="executions/s")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--clock-offset-ms",
+        type=int,
+        default=0,
+        help="server clock ahead of the real one, for auth checks (simulates client clock skew)",
+    )
     p.add_argument("--replay", default=None, help="JSONL file of captured frames to replay")
     p.add_argument(
         "--rest-timeout-hold",
@@ -73,6 +79,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         symbols=tuple(args.symbols),
         private_rate=args.private_rate,
         seed=args.seed,
+        clock_offset_ms=args.clock_offset_ms,
         replay_file=args.replay,
         rest_timeout_hold_s=args.rest_timeout_hold,
     )

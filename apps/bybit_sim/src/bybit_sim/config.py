@@ -39,6 +39,9 @@ class SimulatorConfig:
 
     # --- misc ------------------------------------------------------------------------
     seed: int | None = None
+    # The server's clock minus the real one, for auth checks: a positive value makes
+    # clients look behind (expired WS signatures, REST retCode 10002).
+    clock_offset_ms: int = 0
     rest_timeout_hold_s: float = 30.0  # how long a "timeout" REST fault holds the request
     ws_send_queue_max: int = 50_000  # frames buffered per slow client before it is cut
     rest_rate_limit: int = 50  # value reported in X-Bapi-Limit (not enforced)

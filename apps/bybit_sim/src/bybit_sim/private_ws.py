@@ -88,7 +88,7 @@ class PrivateWs:
 
     def _on_auth(self, conn: WsConnection, req_id: Any, args: Any) -> None:
         self.stats.auth_attempts += 1
-        result = verify_ws_auth(args, self.cfg.api_keys, now_ms())
+        result = verify_ws_auth(args, self.cfg.api_keys, now_ms() + self.cfg.clock_offset_ms)
         if result.ok:
             conn.api_key = result.api_key
         else:

@@ -247,7 +247,9 @@ class RestApi:
     ) -> Handler:
         async def wrapper(request: web.Request) -> web.StreamResponse:
             raw_query = request.raw_path.partition("?")[2]
-            result = verify_rest(request.headers, raw_query, self.cfg.api_keys, now_ms())
+            result = verify_rest(
+                request.headers, raw_query, self.cfg.api_keys, now_ms() + self.cfg.clock_offset_ms
+            )
             if isinstance(result, RestAuthError):
                 return _json(envelope({}, result.ret_code, result.ret_msg))
             return await handler(request, result)
