@@ -1,8 +1,10 @@
-"""One writer per table."""
+"""One writer per table: which table, how an event becomes a row, whether to dedupe."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Engine
@@ -28,12 +30,111 @@ from event_saver.rows import (
 )
 from grid_db.models import Base
 
+E = TypeVar("E")
+
 # Raw frames kept for inspection are cut here so a hostile frame cannot bloat the DB.
 MAX_REJECTED_PAYLOAD = 64 * 1024
 
 
 def table(name: str) -> Table:
     return Base.metadata.tables[name]
+
+
+class _MarketWriter(BufferedWriter[E]):
+    """A writer of public data, tagged with the run."""
+
+    writer_name: ClassVar[str]
+    table_name: ClassVar[str]
+
+    def __init__(
+        self,
+        engine: Engine,
+        worker: DatabaseWorker,
+        run_id: str | None,
+        settings: WriterSettings | None = None,
+        gate: FlowGate | None = None,
+    ) -> None:
+        to_row = self.row_builder(run_id)
+        super().__init__(
+            self.writer_name, table(self.table_name), engine, worker, to_row, settings, gate
+        )
+
+    def row_builder(self, run_id: str | None) -> Callable[[E], Row]:
+        raise NotImplementedError
+
+
+class _AccountWriter(BufferedWriter[E]):
+    """A writer of private data, tagged with the run and the account."""
+
+    writer_name: ClassVar[str]
+    table_name: ClassVar[str]
+
+    def __init__(
+        self,
+        engine: Engine,
+        worker: DatabaseWorker,
+        run_id: str | None,
+        account_id: str | None,
+        settings: WriterSettings | None = None,
+        gate: FlowGate | None = None,
+    ) -> None:
+        to_row = self.row_builder(run_id, account_id)
+        super().__init__(
+            self.writer_name, table(self.table_name), engine, worker, to_row, settings, gate
+        )
+
+    def row_builder(self, run_id: str | None, account_id: str | None) -> Callable[[E], Row]:
+        raise NotImplementedError
+
+
+class TradeWriter(_MarketWriter[TradeEvent]):
+    writer_name, table_name, dedupe = "trades", "public_trades", True
+
+    def row_builder(self, run_id: str | None) -> Callable[[TradeEvent], Row]:
+        return trade_row(run_id)
+
+
+class TickerWriter(_MarketWriter[TickerEvent]):
+    writer_name, table_name = "tickers", "ticker_snapshots"
+
+    def row_builder(self, run_id: str | None) -> Callable[[TickerEvent], Row]:
+        return ticker_row(run_id)
+
+
+class ExecutionWriter(_AccountWriter[ExecutionEvent]):
+    writer_name, table_name, dedupe = "executions", "private_executions", True
+
+    def row_builder(
+        self, run_id: str | None, account_id: str | None
+    ) -> Callable[[ExecutionEvent], Row]:
+        return execution_row(run_id, account_id)
+
+
+class OrderWriter(_AccountWriter[OrderEvent]):
+    writer_name, table_name, dedupe = "orders", "orders", True
+
+    def row_builder(
+        self, run_id: str | None, account_id: str | None
+    ) -> Callable[[OrderEvent], Row]:
+        return order_row(run_id, account_id)
+
+
+class PositionWriter(_AccountWriter[PositionEvent]):
+    writer_name, table_name = "positions", "position_snapshots"
+
+    def row_builder(
+        self, run_id: str | None, account_id: str | None
+    ) -> Callable[[PositionEvent], Row]:
+        return position_row(run_id, account_id)
+
+
+class WalletWriter(_AccountWriter[WalletEvent]):
+    writer_name, table_name = "wallet", "wallet_snapshots"
+
+    def row_builder(
+        self, run_id: str | None, account_id: str | None
+    ) -> Callable[[WalletEvent], Row]:
+        return wallet_row(run_id, account_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,121 +145,27 @@ class RejectedFrame:
     received_ns: int
 
 
-class TradeWriter(BufferedWriter[TradeEvent]):
-    dedupe = True
+def _rejected_row(run_id: str | None) -> Callable[[RejectedFrame], Row]:
+    def row(frame: RejectedFrame) -> Row:
+        return {
+            "run_id": run_id,
+            "stream": frame.stream,
+            "received_ts_ms": frame.received_ns // 1_000_000,
+            "reason": frame.reason[:1000],
+            "payload": frame.payload[:MAX_REJECTED_PAYLOAD],
+        }
 
-    def __init__(
-        self,
-        engine: Engine,
-        worker: DatabaseWorker,
-        run_id: str | None,
-        settings: WriterSettings | None = None,
-        gate: FlowGate | None = None,
-    ) -> None:
-        super().__init__(
-            "trades", table("public_trades"), engine, worker, trade_row(run_id), settings, gate
-        )
+    return row
 
 
-class TickerWriter(BufferedWriter[TickerEvent]):
-    def __init__(
-        self,
-        engine: Engine,
-        worker: DatabaseWorker,
-        run_id: str | None,
-        settings: WriterSettings | None = None,
-        gate: FlowGate | None = None,
-    ) -> None:
-        super().__init__(
-            "tickers", table("ticker_snapshots"), engine, worker, ticker_row(run_id), settings, gate
-        )
-
-
-class ExecutionWriter(BufferedWriter[ExecutionEvent]):
-    dedupe = True
-
-    def __init__(
-        self,
-        engine: Engine,
-        worker: DatabaseWorker,
-        run_id: str | None,
-        account_id: str | None,
-        settings: WriterSettings | None = None,
-        gate: FlowGate | None = None,
-    ) -> None:
-        super().__init__(
-            "executions",
-            table("private_executions"),
-            engine,
-            worker,
-            execution_row(run_id, account_id),
-            settings,
-            gate,
-        )
-
-
-class OrderWriter(BufferedWriter[OrderEvent]):
-    dedupe = True
-
-    def __init__(
-        self,
-        engine: Engine,
-        worker: DatabaseWorker,
-        run_id: str | None,
-        account_id: str | None,
-        settings: WriterSettings | None = None,
-        gate: FlowGate | None = None,
-    ) -> None:
-        super().__init__(
-            "orders", table("orders"), engine, worker, order_row(run_id, account_id), settings, gate
-        )
-
-
-class PositionWriter(BufferedWriter[PositionEvent]):
-    def __init__(
-        self,
-        engine: Engine,
-        worker: DatabaseWorker,
-        run_id: str | None,
-        account_id: str | None,
-        settings: WriterSettings | None = None,
-        gate: FlowGate | None = None,
-    ) -> None:
-        super().__init__(
-            "positions",
-            table("position_snapshots"),
-            engine,
-            worker,
-            position_row(run_id, account_id),
-            settings,
-            gate,
-        )
-
-
-class WalletWriter(BufferedWriter[WalletEvent]):
-    def __init__(
-        self,
-        engine: Engine,
-        worker: DatabaseWorker,
-        run_id: str | None,
-        account_id: str | None,
-        settings: WriterSettings | None = None,
-        gate: FlowGate | None = None,
-    ) -> None:
-        super().__init__(
-            "wallet",
-            table("wallet_snapshots"),
-            engine,
-            worker,
-            wallet_row(run_id, account_id),
-            settings,
-            gate,
-        )
-
-
-class RejectedFrameWriter(BufferedWriter[RejectedFrame]):
+class RejectedFrameWriter(_MarketWriter[RejectedFrame]):
     """Keeps frames the normalizer refused, with the reason, for inspection."""
 
+    writer_name, table_name = "rejected", "rejected_frames"
+
+    def row_builder(self, run_id: str | None) -> Callable[[RejectedFrame], Row]:
+        return _rejected_row(run_id)
+
     def __init__(
         self,
         engine: Engine,
@@ -166,13 +173,5 @@ class RejectedFrameWriter(BufferedWriter[RejectedFrame]):
         run_id: str | None,
         settings: WriterSettings | None = None,
     ) -> None:
-        def row(frame: RejectedFrame) -> Row:
-            return {
-                "run_id": run_id,
-                "stream": frame.stream,
-                "received_ts_ms": frame.received_ns // 1_000_000,
-                "reason": frame.reason[:1000],
-                "payload": frame.payload[:MAX_REJECTED_PAYLOAD],
-            }
-
-        super().__init__("rejected", table("rejected_frames"), engine, worker, row, settings)
+        # Never gated: a flood of bad frames must not pause good data.
+        super().__init__(engine, worker, run_id, settings, None)
