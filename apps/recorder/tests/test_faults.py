@@ -48,6 +48,20 @@ def sim() -> Iterator[SimProcess]:
     process.stop()
 
 
+_running: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftover_sessions() -> Iterator[None]:
+    """A failed test must not leave its recorder running."""
+    yield
+    while _running:
+        proc = _running.pop()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
 class Session:
     """One `recorder` process recording into its own folder."""
 
@@ -72,6 +86,7 @@ class Session:
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
+        _running.append(self.proc)
         self.output = ""
 
     def trades(self) -> int:
