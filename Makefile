@@ -6,7 +6,7 @@ SIM_PORT ?= 8765
 DEMO_SECONDS ?= 20
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo sim test test-fast soak check lint fmt clean
+.PHONY: help install run demo sim test test-fast soak bench check lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,11 +27,14 @@ sim: install ## run the Bybit V5 simulator on SIM_PORT (for network=local) until
 test: install ## run the whole test suite
 	$(UV) run pytest -q
 
-test-fast: install ## run the tests except the end-to-end ones
-	$(UV) run pytest -q -m "not e2e"
+test-fast: install ## run the tests except the end-to-end ones and the bench smoke
+	$(UV) run pytest -q -m "not e2e and not bench"
 
 soak: install ## time-compressed soak: SOAK_SECONDS (default 300) with a drop every second
 	SOAK_SECONDS=$${SOAK_SECONDS:-300} $(UV) run pytest -q -s -m soak -p no:cacheprovider
+
+bench: install ## benchmarks (~3 min, 2 cores): print the table, write docs/benchmarks.md
+	UV="$(UV)" $(UV) run python bench/run.py $(ARGS)
 
 check: install ## check a session against a truth: make check SESSION=outputs/... TRUTH=http://127.0.0.1:8765
 	$(UV) run recorder-check $(SESSION) --truth $(TRUTH) $(ARGS)

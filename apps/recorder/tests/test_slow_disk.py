@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bybit_sim import BybitSimulator
 from sqlalchemy import event
-from testkit import wait_until
 
+from bybit_sim import BybitSimulator
 from grid_db import DatabaseFactory, DatabaseSettings
 from recorder.completeness import TruthTrade, check_completeness
 from recorder.config import compose_config
 from recorder.session import Recorder
+from testkit import wait_until
 
 
 async def test_slow_commits_do_not_delay_pings_and_lose_nothing(

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 MalformedFactory = Callable[["WsConnection"], bytes]
 _MALFORMED_IDLE_S = 0.2  # with malformed frames pending and no data, send one after this
+#: ``send_paced`` waits while this many frames are queued: the socket sets the pace
+PACED_QUEUE_FRAMES = 8
 
 
 class WsConnection:
@@ -50,6 +52,8 @@ class WsConnection:
         self._queue_max = queue_max
         self._malformed_factory = malformed_factory
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._room = asyncio.Event()  # set while the queue is short enough for send_paced
+        self._room.set()
         self._stalled_until = 0.0
         self._closed = False
         self._writer: asyncio.Task[None] | None = None
@@ -70,11 +74,13 @@ class WsConnection:
         if self._transport is not None:
             self._transport.abort()
         self._queue.put_nowait(None)
+        self._room.set()
 
     async def close(self, grace_s: float = 1.0) -> None:
         """Graceful close (server shutdown); falls back to an abort."""
         self._closed = True
         self._queue.put_nowait(None)
+        self._room.set()
         try:
             async with asyncio.timeout(grace_s):
                 await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
@@ -84,6 +90,7 @@ class WsConnection:
     async def finish(self) -> None:
         """Called by the handler when the socket is gone: stop the writer."""
         self._closed = True
+        self._room.set()
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -118,6 +125,20 @@ class WsConnection:
             return
         self._queue.put_nowait(frame)
 
+    async def send_paced(self, frame: bytes) -> bool:
+        """Queue ``frame`` once the queue is short: as fast as the client drains, no faster.
+
+        The writer awaits the socket's drain, so a producer that sends through this never
+        outruns the client (the firehose). False when the connection is closed.
+        """
+        while self._queue.qsize() >= PACED_QUEUE_FRAMES and not self.closed:
+            self._room.clear()
+            await self._room.wait()
+        if self.closed:
+            return False
+        self.send(frame)
+        return not self.closed
+
     def add_malformed(self, n: int) -> None:
         self.pending_malformed += n
         if self._queue.empty():
@@ -145,6 +166,8 @@ class WsConnection:
                         continue
                 else:
                     frame = await self._queue.get()
+                if self._queue.qsize() < PACED_QUEUE_FRAMES:
+                    self._room.set()
                 if frame is None:
                     return
                 if not frame or self.stalled():
@@ -155,6 +178,8 @@ class WsConnection:
         except (ConnectionError, RuntimeError) as exc:
             log.debug("writer of %s stopped: %s", self.conn_id, exc)
             self._closed = True
+        finally:
+            self._room.set()  # nobody drains the queue any more: wake paced senders
 
 
 class ConnectionRegistry:

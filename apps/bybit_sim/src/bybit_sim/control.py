@@ -3,12 +3,17 @@
 * ``GET  /sim/health``
 * ``GET  /sim/stats``
 * ``GET  /sim/ground-truth/trades?category=&symbol=``  -> JSON list of trades
+* ``GET  /sim/ground-truth/trade-count?category=&symbol=`` -> ``{"trades": n}``
 * ``GET  /sim/ground-truth/executions``                -> JSON list of executions
 * ``POST /sim/faults/<name>`` with a JSON body mirroring the Python API:
   ``drop_connections {}``, ``refuse_connections {"seconds"}``, ``stall {"seconds"}``,
   ``malformed_frames {"n"}``, ``rest_errors {"kind","count"}``,
   ``recent_trade_limit {"n": int|null}``, ``clear {}`` (dashes are accepted for underscores)
 * ``POST /sim/markets`` ``{"category","symbol"}``: start generating a market now.
+* ``POST /sim/firehose`` ``{"category","symbol","trades","batch"[,"wait_subscriber_s"]}``: start
+  pushing ``trades`` pre-generated trades in frames of ``batch`` as fast as the subscribers
+  drain them (202; 409 while one runs). ``GET /sim/firehose``: its progress
+  (``state``: generating, pushing, done or failed; ``trades_sent``, ``push_seconds``, ...).
 """
 
 from __future__ import annotations
@@ -38,9 +43,12 @@ class ControlApi:
             web.get("/sim/health", self.health),
             web.get("/sim/stats", self.stats),
             web.get("/sim/ground-truth/trades", self.truth_trades),
+            web.get("/sim/ground-truth/trade-count", self.truth_trade_count),
             web.get("/sim/ground-truth/executions", self.truth_executions),
             web.post("/sim/faults/{name}", self.fault),
             web.post("/sim/markets", self.start_market),
+            web.post("/sim/firehose", self.start_firehose),
+            web.get("/sim/firehose", self.firehose_status),
         ]
 
     async def health(self, request: web.Request) -> web.Response:
@@ -64,6 +72,13 @@ class ControlApi:
             return _json({"error": "category and symbol are required"}, 400)
         trades = self.sim.ground_truth.trades(category, symbol)
         return _json([t.to_dict() for t in trades])
+
+    async def truth_trade_count(self, request: web.Request) -> web.Response:
+        category = request.query.get("category", "")
+        symbol = request.query.get("symbol", "")
+        if not category or not symbol:
+            return _json({"error": "category and symbol are required"}, 400)
+        return _json({"trades": self.sim.ground_truth.trade_count(category, symbol)})
 
     async def truth_executions(self, request: web.Request) -> web.Response:
         return _json(self.sim.ground_truth.executions())
@@ -112,3 +127,23 @@ class ControlApi:
         if not self.sim.start_market(category, symbol):
             return _json({"ok": False, "error": "unknown market"}, 404)
         return _json({"ok": True})
+
+    async def start_firehose(self, request: web.Request) -> web.Response:
+        firehose = self.sim.firehose
+        if firehose.status.running:
+            return _json({"ok": False, "error": "a firehose is already running"}, 409)
+        try:
+            body = await self._body(request)
+            firehose.start(
+                str(body["category"]),
+                str(body["symbol"]),
+                int(body["trades"]),
+                int(body.get("batch", 1024)),
+                float(body.get("wait_subscriber_s", 10.0)),
+            )
+        except (KeyError, ValueError, TypeError, msgspec.DecodeError) as exc:
+            return _json({"ok": False, "error": f"bad parameters: {exc}"}, 400)
+        return _json({"ok": True, "status": firehose.status.to_dict()}, 202)
+
+    async def firehose_status(self, request: web.Request) -> web.Response:
+        return _json(self.sim.firehose.status.to_dict())

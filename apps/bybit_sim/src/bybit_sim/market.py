@@ -214,18 +214,30 @@ class MarketBase:
             trades = self._generate(self._burst_size(), ts)
         if not trades:
             return
-        self.hub.truth.add_trades(self.category, self.key, trades)
-        self.recent.extend(trades)
+        self.record_trades(trades)
         topic = f"publicTrade.{self.key}"
         subs = self.hub.subscribers(self.category, topic)
         if not subs:
             return
         for start in range(0, len(trades), MAX_TRADES_PER_FRAME):
-            chunk = trades[start : start + MAX_TRADES_PER_FRAME]
-            items = [trade_item(self.category, t) for t in chunk]
-            self.hub.publish(
-                subs, trade_frame(self.category, topic, ts, items, self._frame_id(topic, ts))
+            self.hub.publish_encoded(
+                subs, self.encode_trade_frame(trades[start : start + MAX_TRADES_PER_FRAME], ts)
             )
+
+    def make_trades(self, n: int, ts: int) -> list[TruthTrade]:
+        """``n`` new trades printed at ``ts``: neither recorded nor published yet."""
+        return self._generate(n, ts)
+
+    def record_trades(self, trades: list[TruthTrade]) -> None:
+        """Trades are printed: into ground truth and the REST recent-trade window."""
+        self.hub.truth.add_trades(self.category, self.key, trades)
+        self.recent.extend(trades)
+
+    def encode_trade_frame(self, trades: list[TruthTrade], ts: int) -> bytes:
+        """One ``publicTrade`` frame (at most ``MAX_TRADES_PER_FRAME`` trades), encoded."""
+        topic = f"publicTrade.{self.key}"
+        items = [trade_item(self.category, t) for t in trades]
+        return dumps(trade_frame(self.category, topic, ts, items, self._frame_id(topic, ts)))
 
     def _frame_id(self, topic: str, ts: int) -> str | None:
         if self.category != "option":
@@ -908,6 +920,8 @@ class MarketHub:
             self.unsubscribe(conn, conn.category, topic)
 
     def publish(self, subs: Iterable[WsConnection], frame: dict[str, Any]) -> None:
-        data = dumps(frame)
+        self.publish_encoded(subs, dumps(frame))
+
+    def publish_encoded(self, subs: Iterable[WsConnection], data: bytes) -> None:
         for conn in list(subs):
             conn.send(data)

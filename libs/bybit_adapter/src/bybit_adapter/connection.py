@@ -384,11 +384,22 @@ class ReconnectingWebSocket:
                 self._log.warning("%s: bad control reply %r: %s", self.stream, message, exc)
 
     def _data_frame(self, message: dict[str, Any], received_ns: int) -> None:
-        self.stats.data_frames += 1
-        self.stats.last_data_received_ns = received_ns
-        self._last_data_monotonic = time.monotonic()
         ts = message.get("ts", message.get("creationTime"))
         exchange_ts = ts if isinstance(ts, int) and not isinstance(ts, bool) else None
+        self._data_arrived(exchange_ts, received_ns)
+        try:
+            self._on_message(message, received_ns)
+        except Exception:
+            self.stats.handler_errors += 1
+            self._log.exception("%s: message handler failed", self.stream)
+        self._maybe_report_recovery()
+
+    def _data_arrived(self, exchange_ts: int | None, received_ns: int) -> None:
+        """Bookkeeping for every data frame, before its handler sees it."""
+        stats = self.stats
+        stats.data_frames += 1
+        stats.last_data_received_ns = received_ns
+        self._last_data_monotonic = time.monotonic()
         if exchange_ts is not None:
             self._last_exchange_ts_ms = exchange_ts
             if self._first_exchange_ts_ms is None:
@@ -396,12 +407,6 @@ class ReconnectingWebSocket:
         if not self._got_data:
             self._got_data = True
             self._backoff.reset()
-        try:
-            self._on_message(message, received_ns)
-        except Exception:
-            self.stats.handler_errors += 1
-            self._log.exception("%s: message handler failed", self.stream)
-        self._maybe_report_recovery()
 
     def _invalid(self, raw: str | bytes, reason: str, received_ns: int) -> None:
         self.stats.invalid_frames += 1

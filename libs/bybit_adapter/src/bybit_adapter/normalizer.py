@@ -6,7 +6,9 @@ frames and REST replies, so a REST-recovered row looks exactly like a live one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Annotated, Any, Literal, TypeGuard
 
 import msgspec
@@ -38,7 +40,9 @@ _DigitString = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,18}\Z")]
 _OptionalDigitString = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{0,18}\Z")]
 
 _TRADE_PREFIX = "publicTrade."
+_TRADE_PREFIX_LENGTH = len(_TRADE_PREFIX)
 _TICKER_PREFIX = "tickers."
+_TICK_DIRECTIONS = {d: d for d in ("PlusTick", "ZeroPlusTick", "MinusTick", "ZeroMinusTick")}
 
 
 class _WireTrade(msgspec.Struct, forbid_unknown_fields=False):
@@ -66,8 +70,99 @@ class _WireRestTrade(msgspec.Struct, forbid_unknown_fields=False):
     seq: _OptionalDigitString | None = None
 
 
+class _FastTrade(msgspec.Struct, gc=False):
+    """``_WireTrade`` without the decimal patterns: ``trades_from_raw`` checks those."""
+
+    T: Int64
+    s: str
+    S: Literal["Buy", "Sell"]
+    v: str
+    p: str
+    i: Annotated[str, msgspec.Meta(min_length=1)]
+    L: str | None = None
+    BT: bool = False
+    RPI: bool | None = None
+    seq: Int64 | None = None
+
+
+class _TradeFrame(msgspec.Struct, gc=False):
+    """A ``publicTrade`` frame as ``trades_from_raw`` decodes it from the wire."""
+
+    topic: str
+    ts: Int64
+    data: list[_FastTrade]
+
+
 _TRADES = list[_WireTrade]
 _REST_TRADES = list[_WireRestTrade]
+_decode_trade_frame = msgspec.json.Decoder(_TradeFrame).decode
+# A large frame's prices and sizes are joined by NUL and checked in one match: each is a
+# plain decimal exactly when the whole string matches and holds one NUL fewer than values.
+# A small frame is cheaper to check value by value.
+_decimal = re.compile(r"-?[0-9]+(?:\.[0-9]+)?").fullmatch
+_DECIMALS_JOINED = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:\x00-?[0-9]+(?:\.[0-9]+)?)*")
+_SMALL_FRAME = 8
+_prices = attrgetter("p")
+_sizes = attrgetter("v")
+
+
+def trades_from_raw(category: str, raw: str | bytes, received_ns: int) -> list[TradeEvent] | None:
+    """The fast path for ``publicTrade`` frames: events, or None to take the generic path.
+
+    Decodes the frame text directly into typed structs (msgspec, no intermediate dicts)
+    with every check of ``BybitNormalizer.trades_from_frame``. Prices and sizes are
+    matched against the same pattern as ``Decimal``, by one regex call per value (per
+    frame for large frames) instead of msgspec's slower per-value pattern hook. It
+    accepts only frames the generic path accepts, and makes the same events of them.
+    Anything else (another topic, a malformed or invalid frame, an empty one) gives None,
+    and the generic path decodes, rejects or routes the frame with its usual reason.
+    """
+    try:
+        frame = _decode_trade_frame(raw)
+    except Exception:  # any failure: the generic path decides what the frame is
+        return None
+    data = frame.data
+    topic = frame.topic
+    if not data or not topic.startswith(_TRADE_PREFIX):
+        return None
+    ts = frame.ts
+    if len(data) <= _SMALL_FRAME:  # one pass: cheaper than two loops for a few trades
+        events = []
+        for t in data:
+            if _decimal(t.p) is None or _decimal(t.v) is None:
+                return None
+            events.append(
+                TradeEvent(
+                    category, t.s, t.i, t.T, t.S, t.p, t.v, t.L, t.BT, t.RPI, t.seq, ts, received_ns
+                )
+            )
+        return events
+    values = [*map(_prices, data), *map(_sizes, data)]
+    joined = "\x00".join(values)
+    if joined.count("\x00") != len(values) - 1 or _DECIMALS_JOINED.fullmatch(joined) is None:
+        return None
+    # A large frame's events share equal strings: the topic's symbol and the four tick
+    # directions. A burst waiting in the trade writer's buffer takes a fifth less memory.
+    symbol = topic[_TRADE_PREFIX_LENGTH:]
+    tick = _TICK_DIRECTIONS.get
+    return [
+        TradeEvent(
+            category,
+            symbol if t.s == symbol else t.s,
+            t.i,
+            t.T,
+            t.S,
+            t.p,
+            t.v,
+            tick(t.L, t.L),  # type: ignore[arg-type]  # None maps to None
+            t.BT,
+            t.RPI,
+            t.seq,
+            ts,
+            received_ns,
+        )
+        for t in data
+    ]
 
 
 def _is_int64(value: Any) -> TypeGuard[int]:
@@ -166,21 +261,10 @@ class BybitNormalizer:
         except (msgspec.ValidationError, UnicodeEncodeError) as exc:
             # UnicodeEncodeError: msgspec meets a lone surrogate in a str it must match.
             raise FrameRejected(f"publicTrade: {exc}") from None
+        # Positional: the field order of TradeEvent (a third faster than keywords).
         return [
             TradeEvent(
-                category=category,
-                symbol=t.s,
-                trade_id=t.i,
-                trade_time_ms=t.T,
-                side=t.S,
-                price=t.p,
-                size=t.v,
-                tick_direction=t.L,
-                is_block_trade=t.BT,
-                is_rpi=t.RPI,
-                seq=t.seq,
-                exchange_ts_ms=ts,
-                received_ns=received_ns,
+                category, t.s, t.i, t.T, t.S, t.p, t.v, t.L, t.BT, t.RPI, t.seq, ts, received_ns
             )
             for t in wire
         ]

@@ -15,10 +15,13 @@ from bybit_adapter.connection import (
     ReadGate,
     ReconnectingWebSocket,
 )
+from bybit_adapter.events import TradeEvent
+from bybit_adapter.normalizer import trades_from_raw
 from bybit_adapter.settings import WebSocketSettings
 from bybit_adapter.topics import CATEGORIES, chunk_topics, topic_named_in_error
 
 SubscriptionErrorHandler = Callable[[str, str], None]
+TradesHandler = Callable[[list[TradeEvent], int], None]
 
 
 class PublicWebSocketClient(ReconnectingWebSocket):
@@ -28,6 +31,11 @@ class PublicWebSocketClient(ReconnectingWebSocket):
     most 10 with unique ``req_id``s, and again on every reconnect. A topic the
     server rejects is reported through ``on_subscription_error`` with Bybit's
     message and dropped, so it is not retried forever.
+
+    With ``on_trades``, ``publicTrade`` frames take a fast path: decoded straight into
+    ``TradeEvent``s (``normalizer.trades_from_raw``) and handed to it with their receive
+    time instead of going to ``on_message``. A frame the fast path declines goes the
+    generic way, so it is still normalized, rejected or routed exactly as before.
     """
 
     def __init__(
@@ -45,6 +53,7 @@ class PublicWebSocketClient(ReconnectingWebSocket):
         logger: logging.Logger | None = None,
         read_gate: ReadGate | None = None,
         on_loss: Callable[[str], None] | None = None,
+        on_trades: TradesHandler | None = None,
     ) -> None:
         if category not in CATEGORIES:
             raise ValueError(f"unknown category {category!r}; expected one of {CATEGORIES}")
@@ -66,6 +75,25 @@ class PublicWebSocketClient(ReconnectingWebSocket):
         self._confirmed: set[str] = set()
         self._pending: dict[str, list[str]] = {}
         self._on_subscription_error = on_subscription_error
+        self._on_trades = on_trades
+        self._category: str = category
+
+    def _handle_frame(self, raw: str | bytes, received_ns: int) -> None:
+        handler = self._on_trades
+        if handler is not None:
+            trades = trades_from_raw(self._category, raw, received_ns)
+            if trades is not None:
+                self.stats.frames += 1
+                self._data_arrived(trades[0].exchange_ts_ms, received_ns)
+                try:
+                    handler(trades, received_ns)
+                except Exception:
+                    self.stats.handler_errors += 1
+                    self._log.exception("%s: trade frame handler failed", self.stream)
+                if self._pending_outage is not None:
+                    self._maybe_report_recovery()
+                return
+        super()._handle_frame(raw, received_ns)
 
     @property
     def topics(self) -> list[str]:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -17,13 +17,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError, Statem
 
 from event_saver.db_worker import DatabaseWorker
 from event_saver.flow import FlowGate
-from grid_db.writes import insert_ignore, insert_rows
+from grid_db.writes import insert_ignore, insert_rows, insert_values
 
 E = TypeVar("E")
 # What a bad row raises (constraint, type, out-of-range integer); OperationalError,
 # a locked or full database, is transient and handled before these.
 _ROW_ERRORS = (StatementError, DBAPIError, SQLAlchemyError, ValueError, TypeError, OverflowError)
 Row = dict[str, Any]
+Values = tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,9 @@ class WriterSettings:
     batch_size: int = 100
     flush_interval: float = 5.0
     max_buffer: int = 100_000
+    #: rows per transaction at most (never fewer than batch_size): a long buffer is
+    #: written in several transactions back to back, so no flush holds a huge copy of it
+    max_batch_rows: int = 20_000
     retry_initial: float = 0.25
     retry_max: float = 5.0
     # On stop, keep retrying transient failures this long before giving up loudly.
@@ -43,6 +47,8 @@ class WriterSettings:
             raise ValueError("flush_interval must be positive")
         if self.max_buffer < self.batch_size:
             raise ValueError("max_buffer must be at least batch_size")
+        if self.max_batch_rows < 1:
+            raise ValueError("max_batch_rows must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +71,15 @@ class BufferedWriter(Generic[E]):
     """Buffers events and writes them in batches on the database worker.
 
     Flushes when ``batch_size`` rows wait or ``flush_interval`` has passed, and
-    on ``stop()``. A failed batch stays at the head of the buffer and is retried
-    with backoff; a batch rejected for its content is split so one bad row is
-    logged and dropped alone. Past ``max_buffer`` rows the gate is closed so
-    producers stop reading instead of growing memory.
+    on ``stop()``; one transaction takes at most ``max_batch_rows`` of them. A
+    failed batch stays at the head of the buffer and is retried with backoff; a
+    batch rejected for its content is split so one bad row is logged and dropped
+    alone. Past ``max_buffer`` rows the gate is closed so producers stop reading
+    instead of growing memory.
+
+    ``to_row`` makes a mapping of column names to values; with ``columns`` it makes
+    a tuple of the values of those columns instead, which ``insert_values`` writes
+    as one prepared executemany (the hot path, for the high-volume tables).
     """
 
     #: natural-key tables ignore duplicates; others append every row
@@ -80,19 +91,24 @@ class BufferedWriter(Generic[E]):
         table: Table,
         engine: Engine,
         worker: DatabaseWorker,
-        to_row: Callable[[E], Row],
+        to_row: Callable[[E], Row] | Callable[[E], Values],
         settings: WriterSettings | None = None,
         gate: FlowGate | None = None,
         on_commit: Callable[[list[E]], None] | None = None,
+        *,
+        columns: Sequence[str] | None = None,
     ) -> None:
         self.name = name
         self.settings = settings or WriterSettings()
+        self._batch_rows = max(self.settings.batch_size, self.settings.max_batch_rows)
+        self._columns = tuple(columns) if columns is not None else None
         self._table = table
         self._engine = engine
         self._worker = worker
         self._to_row = to_row
         self._gate = gate
-        self._on_commit = on_commit
+        #: called on the event loop with each batch once it is committed (may be set later)
+        self.on_commit = on_commit
         self._buffer: deque[E] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -172,8 +188,11 @@ class BufferedWriter(Generic[E]):
     async def _loop(self) -> None:
         delay = self.settings.retry_initial
         while True:
+            # asyncio.timeout, not wait_for: no extra task per wait (many per second
+            # with a short flush_interval)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.flush_interval)
+                async with asyncio.timeout(self.settings.flush_interval):
+                    await self._wake.wait()
             self._wake.clear()
             if await self.flush():
                 delay = self.settings.retry_initial
@@ -187,9 +206,9 @@ class BufferedWriter(Generic[E]):
     # ---- flushing -------------------------------------------------------------
 
     async def flush(self) -> bool:
-        """Write what is buffered now; False when a transient failure needs a retry."""
+        """Write what is buffered now (up to ``max_batch_rows``); False: retry later."""
         async with self._flush_lock:
-            count = len(self._buffer)
+            count = min(len(self._buffer), self._batch_rows)
             if count == 0:
                 self._update_rate()
                 return True
@@ -217,13 +236,14 @@ class BufferedWriter(Generic[E]):
             self._update_rate()
             if self._gate is not None and len(self._buffer) < self.settings.max_buffer // 2:
                 self._gate.release(self.name)
-            if self._on_commit is not None:
-                self._on_commit(batch)
+            if self.on_commit is not None:
+                self.on_commit(batch)
             return True
 
     def _write(self, batch: list[E]) -> tuple[int, int]:
         """Runs on the worker thread: the batch in one transaction, else row by row."""
-        rows = [self._to_row(event) for event in batch]
+        to_row = self._to_row
+        rows = [to_row(event) for event in batch]
         try:
             return self._insert(rows), 0
         except OperationalError:
@@ -238,11 +258,18 @@ class BufferedWriter(Generic[E]):
                 raise
             except _ROW_ERRORS as exc:
                 rejected += 1
-                self._log.error("%s: row not stored (%s): %r", self.name, _one_line(exc), row)
+                shown = (
+                    row if self._columns is None else dict(zip(self._columns, row, strict=False))
+                )
+                self._log.error("%s: row not stored (%s): %r", self.name, _one_line(exc), shown)
         return inserted, rejected
 
-    def _insert(self, rows: list[Row]) -> int:
+    def _insert(self, rows: list[Any]) -> int:
         with self._engine.begin() as conn:
+            if self._columns is not None:
+                return insert_values(
+                    conn, self._table, self._columns, rows, ignore_conflicts=self.dedupe
+                )
             if self.dedupe:
                 return insert_ignore(conn, self._table, rows)
             insert_rows(conn, self._table, rows)

@@ -104,6 +104,7 @@ class PublicCollector:
             read_gate=gate,
             logger=logging.getLogger(f"event_saver.public.{category}"),
             on_loss=self._connection_lost,
+            on_trades=self._deliver_trades,
         )
 
     async def start(self) -> None:
@@ -176,25 +177,35 @@ class PublicCollector:
         if not events:
             return
         first = events[0]
-        if self.silence is not None:
-            ended = self.silence.heard(first.symbol, first.exchange_ts_ms, received_ns)
-            if ended is not None:
-                self._silence_ended(ended, first.exchange_ts_ms, received_ns)
         if isinstance(first, TradeEvent):
-            trades: list[TradeEvent] = events  # type: ignore[assignment]
-            last = self._last_trade_ms
-            first_after = self._first_trade_after_loss
-            for trade in trades:
-                if trade.trade_time_ms > last.get(trade.symbol, -1):
-                    last[trade.symbol] = trade.trade_time_ms
-                if trade.symbol not in first_after:
-                    first_after[trade.symbol] = trade.trade_time_ms
-            self.trades_received += len(trades)
-            self._on_trades(trades)
-        else:
-            for ticker in events:
-                self.tickers_received += 1
-                self._on_ticker(ticker)  # type: ignore[arg-type]
+            self._deliver_trades(events, received_ns)  # type: ignore[arg-type]
+            return
+        self._heard(first.symbol, first.exchange_ts_ms, received_ns)
+        for ticker in events:
+            self.tickers_received += 1
+            self._on_ticker(ticker)  # type: ignore[arg-type]
+
+    def _deliver_trades(self, trades: list[TradeEvent], received_ns: int) -> None:
+        """Trades of one frame (also the client's fast path for publicTrade frames)."""
+        first = trades[0]
+        self._heard(first.symbol, first.exchange_ts_ms, received_ns)
+        last = self._last_trade_ms
+        first_after = self._first_trade_after_loss
+        for trade in trades:
+            symbol = trade.symbol
+            time_ms = trade.trade_time_ms
+            if time_ms > last.get(symbol, -1):
+                last[symbol] = time_ms
+            if symbol not in first_after:
+                first_after[symbol] = time_ms
+        self.trades_received += len(trades)
+        self._on_trades(trades)
+
+    def _heard(self, symbol: str, exchange_ts_ms: int, received_ns: int) -> None:
+        if self.silence is not None:
+            ended = self.silence.heard(symbol, exchange_ts_ms, received_ns)
+            if ended is not None:
+                self._silence_ended(ended, exchange_ts_ms, received_ns)
 
     def _reject(self, message: Any, reason: str, received_ns: int) -> None:
         payload = message if isinstance(message, str) else to_json(message)

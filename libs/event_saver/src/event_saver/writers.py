@@ -17,15 +17,17 @@ from bybit_adapter import (
     TradeEvent,
     WalletEvent,
 )
-from event_saver.buffered_writer import BufferedWriter, Row, WriterSettings
+from event_saver.buffered_writer import BufferedWriter, Row, Values, WriterSettings
 from event_saver.db_worker import DatabaseWorker
 from event_saver.flow import FlowGate
 from event_saver.rows import (
+    TICKER_COLUMNS,
+    TRADE_COLUMNS,
     execution_row,
     order_row,
     position_row,
-    ticker_row,
-    trade_row,
+    ticker_values,
+    trade_values,
     wallet_row,
 )
 from grid_db.models import Base
@@ -41,10 +43,16 @@ def table(name: str) -> Table:
 
 
 class _MarketWriter(BufferedWriter[E]):
-    """A writer of public data, tagged with the run."""
+    """A writer of public data, tagged with the run.
+
+    The high-volume tables set ``columns`` and build each row as a tuple of their
+    values, which goes to the database as one prepared executemany (see
+    ``BufferedWriter``); the others build a mapping.
+    """
 
     writer_name: ClassVar[str]
     table_name: ClassVar[str]
+    columns: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(
         self,
@@ -56,10 +64,17 @@ class _MarketWriter(BufferedWriter[E]):
     ) -> None:
         to_row = self.row_builder(run_id)
         super().__init__(
-            self.writer_name, table(self.table_name), engine, worker, to_row, settings, gate
+            self.writer_name,
+            table(self.table_name),
+            engine,
+            worker,
+            to_row,
+            settings,
+            gate,
+            columns=self.columns,
         )
 
-    def row_builder(self, run_id: str | None) -> Callable[[E], Row]:
+    def row_builder(self, run_id: str | None) -> Callable[[E], Row] | Callable[[E], Values]:
         raise NotImplementedError
 
 
@@ -89,16 +104,18 @@ class _AccountWriter(BufferedWriter[E]):
 
 class TradeWriter(_MarketWriter[TradeEvent]):
     writer_name, table_name, dedupe = "trades", "public_trades", True
+    columns = TRADE_COLUMNS
 
-    def row_builder(self, run_id: str | None) -> Callable[[TradeEvent], Row]:
-        return trade_row(run_id)
+    def row_builder(self, run_id: str | None) -> Callable[[TradeEvent], Values]:
+        return trade_values(run_id)
 
 
 class TickerWriter(_MarketWriter[TickerEvent]):
     writer_name, table_name = "tickers", "ticker_snapshots"
+    columns = TICKER_COLUMNS
 
-    def row_builder(self, run_id: str | None) -> Callable[[TickerEvent], Row]:
-        return ticker_row(run_id)
+    def row_builder(self, run_id: str | None) -> Callable[[TickerEvent], Values]:
+        return ticker_values(run_id)
 
 
 class ExecutionWriter(_AccountWriter[ExecutionEvent]):

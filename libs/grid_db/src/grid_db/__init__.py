@@ -51,7 +51,13 @@ from grid_db.repositories import (
     now_ms,
 )
 from grid_db.settings import DatabaseSettings
-from grid_db.writes import build_insert_ignore, insert_ignore, insert_rows, upsert_rows
+from grid_db.writes import (
+    build_insert_ignore,
+    insert_ignore,
+    insert_rows,
+    insert_values,
+    upsert_rows,
+)
 
 __all__ = [
     "Base",
@@ -96,6 +102,7 @@ __all__ = [
     "build_insert_ignore",
     "insert_ignore",
     "insert_rows",
+    "insert_values",
     "now_ms",
     "upsert_rows",
 ]

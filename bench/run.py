@@ -1,0 +1,157 @@
+"""``make bench``: every benchmark scenario in one run, a table, and docs/benchmarks.md.
+
+    uv run python bench/run.py                 # the full run (about 3 minutes on 2 cores)
+    uv run python bench/run.py --smoke         # every scenario at tiny sizes (the CI smoke)
+    uv run --with py-spy python bench/run.py --profile prof/   # py-spy the recorder too
+
+The pipeline stage compares our parser with cryptofeed's, which is an optional dependency
+(the ``bench`` group of the root pyproject): it runs in a throw-away environment made by
+``uv run --isolated --group bench``, so the recorder's own environment stays as users have
+it. Without uv or cryptofeed the table says so and shows our figures alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import bench_pipeline
+import bench_report
+import bench_scenarios
+from bench_frames import firehose_like_trades
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+@dataclass
+class Sizes:
+    trades: int = 500_000  # the limit's rows and the flat-out trades
+    limit_batches: tuple[int, ...] = (5_000, 20_000, 100_000)
+    frame: int = 1_024  # trades per firehose frame, Bybit's largest
+    seconds: float = 60.0  # each realistic run's measuring window
+    warmup: float = 5.0
+    pipeline_trades: int = 102_400
+    repeats: int = 5
+
+
+SMOKE = Sizes(
+    trades=4_000,
+    limit_batches=(1_000, 4_000),
+    seconds=2.0,
+    warmup=0.5,
+    pipeline_trades=2_048,
+    repeats=1,
+)
+
+
+def log(text: str) -> None:
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {text}\n")
+    sys.stderr.flush()
+
+
+def run_pipeline(trades: int, repeats: int, with_peer: bool) -> bench_pipeline.PipelineResult:
+    """In an isolated environment with the ``bench`` group (cryptofeed), else here without."""
+    sizes = ("1", "mix", "100", "1024")
+    if with_peer:
+        uv = shlex.split(os.environ.get("UV", "uv"))
+        command = [
+            *uv,
+            "run",
+            "--frozen",
+            "--isolated",
+            "--group",
+            "bench",
+            "python",
+            str(HERE / "bench_pipeline.py"),
+            "--trades",
+            str(trades),
+            "--repeats",
+            str(repeats),
+            "--sizes",
+            ",".join(sizes),
+        ]
+        try:
+            done = subprocess.run(
+                command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=True
+            )
+            return bench_pipeline.PipelineResult.from_json(done.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+            detail = getattr(exc, "stderr", "") or str(exc)
+            log(f"pipeline with cryptofeed failed, running ours alone: {detail[-500:]}")
+            result = bench_pipeline.pipeline(trades, sizes, repeats)
+            result.peer_note = f"the bench environment could not be made ({type(exc).__name__})"
+            return result
+    return bench_pipeline.pipeline(trades, sizes, repeats)
+
+
+def run(args: argparse.Namespace) -> bench_report.Run:
+    size = replace(
+        SMOKE if args.smoke else Sizes(),
+        **{k: v for k, v in (("trades", args.trades), ("seconds", args.seconds)) if v},
+    )
+    if args.profile:
+        bench_scenarios.PROFILE_DIR = Path(args.profile).resolve()
+    report = bench_report.Run(smoke=args.smoke)
+    started = time.monotonic()
+
+    log("pipeline stages: parse + normalize, ours and cryptofeed's")
+    report.pipeline = run_pipeline(
+        size.pipeline_trades, size.repeats, with_peer=not args.smoke and not args.no_peer
+    )
+
+    log(f"limit: plain sqlite3 executemany of {size.trades:,} trade rows")
+    rows = firehose_like_trades(size.trades)
+    with tempfile.TemporaryDirectory(prefix="bench-limit-") as tmp:
+        report.limit = bench_scenarios.limit(rows, size.limit_batches, Path(tmp))
+    del rows
+
+    log(f"recorder flat out: {size.trades:,} trades through the simulator's firehose")
+    report.flat_out = bench_scenarios.flat_out(size.trades, size.frame)
+
+    for writer in ("default", "low_latency"):
+        log(f"recorder realistic, writer={writer}: {size.seconds:.0f} s")
+        report.realistic.append(
+            bench_scenarios.realistic(
+                writer, seconds=size.seconds, warmup=size.warmup, trade_rate=args.trade_rate
+            )
+        )
+    bench_report.finish(report, time.monotonic() - started)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks, not figures")
+    parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--no-peer", action="store_true", help="skip cryptofeed")
+    parser.add_argument("--profile", help="py-spy the recorder of each scenario into DIR")
+    parser.add_argument("--trades", type=int, help="trades for the limit and flat out")
+    parser.add_argument("--seconds", type=float, help="measuring window of realistic runs")
+    parser.add_argument(
+        "--trade-rate", type=float, default=10.0, help="realistic: trades/s per symbol"
+    )
+    args = parser.parse_args(argv)
+    report = run(args)
+    text = bench_report.document(report, (HERE / "method.md").read_text())
+    lines = [*bench_report.machine(report), "", *bench_report.tables(report)]
+    sys.stdout.write("\n".join(lines) + "\n")
+    if not args.no_write:
+        Path(args.output).write_text(text)
+        log(f"wrote {args.output}")
+    for line in bench_report.missed(report):
+        log(f"target missed: {line}")
+    log(f"done in {report.seconds:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
