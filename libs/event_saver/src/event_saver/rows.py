@@ -152,112 +152,35 @@ def ticker_row(run_id: str | None) -> Callable[[TickerEvent], Row]:
     return row
 
 
-def execution_row(run_id: str | None, account_id: str | None) -> Callable[[ExecutionEvent], Row]:
-    def row(e: ExecutionEvent) -> Row:
-        return {
-            "account_id": account_id,
-            "run_id": run_id,
-            "category": e.category,
-            "symbol": e.symbol,
-            "exec_id": e.exec_id,
-            "order_id": e.order_id,
-            "order_link_id": e.order_link_id,
-            "side": e.side,
-            "order_type": e.order_type,
-            "exec_type": e.exec_type,
-            "exec_price": e.exec_price,
-            "exec_qty": e.exec_qty,
-            "exec_value": e.exec_value,
-            "exec_fee": e.exec_fee,
-            "fee_rate": e.fee_rate,
-            "closed_size": e.closed_size,
-            "exec_pnl": e.exec_pnl,
-            "is_maker": e.is_maker,
-            "exec_time_ms": e.exec_time_ms,
-            "seq": e.seq,
-            "raw": to_json(e.raw),
-            "exchange_ts_ms": e.exchange_ts_ms,
-            "received_ts_ms": _ms(e.received_ns),
-            "source": e.source,
-        }
+def _account_row(
+    run_id: str | None, account_id: str | None, json_fields: tuple[str, ...]
+) -> Callable[[Any], Row]:
+    """Private events name their fields after their table's columns: copy them all,
+    encode the JSON ones, and turn the receive time into ms."""
+
+    def row(event: Any) -> Row:
+        out: Row = msgspec.structs.asdict(event)
+        out["received_ts_ms"] = _ms(out.pop("received_ns"))
+        for name in json_fields:
+            out[name] = to_json(out[name])
+        out["account_id"] = account_id
+        out["run_id"] = run_id
+        return out
 
     return row
+
+
+def execution_row(run_id: str | None, account_id: str | None) -> Callable[[ExecutionEvent], Row]:
+    return _account_row(run_id, account_id, ("raw",))
 
 
 def order_row(run_id: str | None, account_id: str | None) -> Callable[[OrderEvent], Row]:
-    def row(e: OrderEvent) -> Row:
-        return {
-            "account_id": account_id,
-            "run_id": run_id,
-            "category": e.category,
-            "symbol": e.symbol,
-            "order_id": e.order_id,
-            "order_link_id": e.order_link_id,
-            "side": e.side,
-            "order_type": e.order_type,
-            "price": e.price,
-            "qty": e.qty,
-            "order_status": e.order_status,
-            "avg_price": e.avg_price,
-            "leaves_qty": e.leaves_qty,
-            "cum_exec_qty": e.cum_exec_qty,
-            "cum_exec_value": e.cum_exec_value,
-            "cum_exec_fee": e.cum_exec_fee,
-            "time_in_force": e.time_in_force,
-            "reduce_only": e.reduce_only,
-            "created_time_ms": e.created_time_ms,
-            "updated_time_ms": e.updated_time_ms,
-            "raw": to_json(e.raw),
-            "exchange_ts_ms": e.exchange_ts_ms,
-            "received_ts_ms": _ms(e.received_ns),
-            "source": e.source,
-        }
-
-    return row
+    return _account_row(run_id, account_id, ("raw",))
 
 
 def position_row(run_id: str | None, account_id: str | None) -> Callable[[PositionEvent], Row]:
-    def row(e: PositionEvent) -> Row:
-        return {
-            "account_id": account_id,
-            "run_id": run_id,
-            "category": e.category,
-            "symbol": e.symbol,
-            "side": e.side,
-            "size": e.size,
-            "position_idx": e.position_idx,
-            "entry_price": e.entry_price,
-            "mark_price": e.mark_price,
-            "position_value": e.position_value,
-            "unrealised_pnl": e.unrealised_pnl,
-            "cum_realised_pnl": e.cum_realised_pnl,
-            "leverage": e.leverage,
-            "liq_price": e.liq_price,
-            "updated_time_ms": e.updated_time_ms,
-            "raw": to_json(e.raw),
-            "exchange_ts_ms": e.exchange_ts_ms,
-            "received_ts_ms": _ms(e.received_ns),
-            "source": e.source,
-        }
-
-    return row
+    return _account_row(run_id, account_id, ("raw",))
 
 
 def wallet_row(run_id: str | None, account_id: str | None) -> Callable[[WalletEvent], Row]:
-    def row(e: WalletEvent) -> Row:
-        return {
-            "account_id": account_id,
-            "run_id": run_id,
-            "account_type": e.account_type,
-            "total_equity": e.total_equity,
-            "total_wallet_balance": e.total_wallet_balance,
-            "total_available_balance": e.total_available_balance,
-            "total_margin_balance": e.total_margin_balance,
-            "coins": to_json(e.coins),
-            "raw": to_json(e.raw),
-            "exchange_ts_ms": e.exchange_ts_ms,
-            "received_ts_ms": _ms(e.received_ns),
-            "source": e.source,
-        }
-
-    return row
+    return _account_row(run_id, account_id, ("coins", "raw"))
