@@ -174,3 +174,19 @@ async def test_spot_and_option_categories_connect_to_their_paths(sim: BybitSimul
             assert client.url.endswith(f"/v5/public/{category}")
         finally:
             await client.stop()
+
+
+async def test_an_outage_still_open_at_stop_is_reported(sim: BybitSimulator) -> None:
+    rec = Recorder()
+    client = rec.client(sim, public_topics(["BTCUSDT"]))
+    await client.start()
+    await wait_until(lambda: client.stats.data_frames > 0)
+    sim.faults.refuse_connections(30)
+    sim.faults.drop_connections()
+    await wait_until(lambda: client.stats.connect_failures >= 1)
+    assert rec.outages == []
+    await client.stop()
+    (outage,) = rec.outages
+    assert outage.cause == "disconnect"
+    assert outage.last_exchange_ts_ms is not None
+    assert outage.first_exchange_ts_ms is None

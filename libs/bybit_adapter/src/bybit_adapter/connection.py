@@ -202,6 +202,10 @@ class ReconnectingWebSocket:
         for pending in list(self._background):
             pending.cancel()
         await self._close_ws()
+        # An outage still open at shutdown is reported too, so its owner can fill
+        # and record it: otherwise the last minutes of a session could vanish.
+        if self._pending_outage is not None:
+            self._report_outage(None, "stopping during an unrecovered")
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -478,9 +482,12 @@ class ReconnectingWebSocket:
                     self._log.exception("%s: loss handler failed", self.stream)
 
     def _maybe_report_recovery(self) -> None:
+        if self._pending_outage is not None and self._recovery_complete():
+            self._report_outage(self._first_exchange_ts_ms, "data flows again after")
+
+    def _report_outage(self, first_exchange_ts_ms: int | None, what: str) -> None:
         pending = self._pending_outage
-        if pending is None or not self._recovery_complete():
-            return
+        assert pending is not None
         self._pending_outage = None
         outage = Outage(
             stream=self.stream,
@@ -489,14 +496,15 @@ class ReconnectingWebSocket:
             last_exchange_ts_ms=pending.last_exchange_ts_ms,
             last_received_ns=pending.last_received_ns,
             lost_at_ns=pending.lost_at_ns,
-            first_exchange_ts_ms=self._first_exchange_ts_ms,
+            first_exchange_ts_ms=first_exchange_ts_ms,
             recovered_at_ns=time.time_ns(),
             reconnect_attempts=pending.attempts,
         )
         self.stats.outages += 1
         self._log.warning(
-            "%s: data flows again after %.1fs outage (%s, %d attempt(s))",
+            "%s: %s %.1fs outage (%s, %d attempt(s))",
             self.stream,
+            what,
             outage.duration_seconds,
             outage.cause,
             outage.reconnect_attempts,
