@@ -1,14 +1,15 @@
-"""Pipeline stage: the per-frame cost of parsing and normalizing ``publicTrade`` frames.
+"""Pipeline stage: the per-frame cost of decoding ``publicTrade`` frames into records.
 
 Three parsers get the same frame texts, in this one process, timed as the best of a few
 runs over all the frames:
 
-* ``normalizer``: ours, frame text in, ``TradeEvent`` list out (``trades_from_raw``, or the
-  generic path for a frame the fast path declines). This is the like-for-like peer of
-  cryptofeed's handler.
-* ``read loop``: ours as the WebSocket read loop runs it per frame: the above plus the
-  connection's and the collector's bookkeeping (stats, stall and silence clocks, last
-  trade per symbol), up to the hand-over to the trade writer.
+* ``decoder``: ours, frame text in, ``Trade`` records out (``TradeDecoder.fast``, or the
+  generic ``TradeDecoder.frame`` for a frame the fast path declines). This is the
+  like-for-like peer of cryptofeed's handler.
+* ``read loop``: ours as the WebSocket read loop runs it per frame
+  (``PublicStream._frame``): the above plus the stream's bookkeeping (stats, the outage
+  tracker's clocks and last trade per symbol, the subscriptions), up to the hand-over to
+  the sink (here a counting one).
 * ``cryptofeed``: ``cryptofeed.exchanges.Bybit.message_handler`` (its JSON decoding, routing,
   ``Trade`` objects with ``Decimal`` price and size, and the TRADES callback, here counting).
 
@@ -24,16 +25,15 @@ import gc
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import msgspec
 from bench_frames import firehose_like_trades, realistic_frames, trade_frames
 
-from bybit_adapter import BybitNormalizer, TradeEvent
-from bybit_adapter.normalizer import trades_from_raw
-from event_saver import PublicCollector
+from bybit_adapter import Outage, PublicStream, TradeDecoder
+from bybit_records import Category, Record, RejectedFrame
 
 Parser = Callable[[str], None]
 
@@ -47,7 +47,7 @@ class StageResult:
     frame_size: str  # trades per frame: "1024", or "1-4" for the simulator's quiet mix
     frames: int
     trades: int
-    normalizer_s: float
+    decoder_s: float
     read_loop_s: float
     peer_s: float | None
 
@@ -59,8 +59,8 @@ class StageResult:
 
     @property
     def speedup(self) -> float | None:
-        """How many times faster our normalizer is than cryptofeed's handler."""
-        return None if self.peer_s is None else self.peer_s / self.normalizer_s
+        """How many times faster our decoder is than cryptofeed's handler."""
+        return None if self.peer_s is None else self.peer_s / self.decoder_s
 
 
 @dataclass
@@ -82,50 +82,61 @@ class PipelineResult:
         )
 
 
-def normalizer_parser(category: str = "linear") -> tuple[Parser, Callable[[], int]]:
-    """Frame text to TradeEvents, as the collector's two paths do it."""
+def decoder_parser(category: Category = Category.LINEAR) -> tuple[Parser, Callable[[], int]]:
+    """Frame text to ``Trade`` records, as the stream's two paths do it."""
     count = [0]
     decode = msgspec.json.Decoder().decode
-    generic = BybitNormalizer()
+    decoder = TradeDecoder(category)
+    fast, generic = decoder.fast, decoder.frame
     clock = time.time_ns
 
     def parse(raw: str) -> None:
-        events = trades_from_raw(category, raw, clock())
-        if events is not None:
-            count[0] += len(events)
+        records = fast(raw, clock())
+        if records is not None:
+            count[0] += len(records)
         else:
-            count[0] += len(generic.normalize_public(category, decode(raw), clock()))
+            count[0] += len(generic(decode(raw), clock()))
 
     return parse, lambda: count[0]
 
 
-def read_loop_parser(category: str = "linear") -> tuple[Parser, Callable[[], int]]:
-    """A ``PublicCollector`` (never connected) fed each frame as its read loop feeds it."""
-    count = [0]
+class CountingSink:
+    """A ``StreamSink`` that counts the records it is given and refuses no frame."""
 
-    def on_trades(events: list[TradeEvent]) -> None:
-        count[0] += len(events)
+    def __init__(self) -> None:
+        self.count = 0
 
-    def on_rejected(frame: Any) -> None:
+    def records(self, records: Sequence[Record]) -> None:
+        self.count += len(records)
+
+    def outage(self, outage: Outage) -> None:
+        raise PipelineError(f"outage reported: {outage.cause}")
+
+    def rejected(self, frame: RejectedFrame) -> None:
         raise PipelineError(f"frame rejected: {frame.reason}")
 
-    collector = PublicCollector(
-        "ws://127.0.0.1:9/v5/public/{category}",
-        ["BTCUSDT"],
-        category=category,
-        on_trades=on_trades,
-        on_ticker=lambda _event: None,
-        on_outage=lambda _outage: None,
-        on_rejected=on_rejected,
-        silence_threshold=5.0,
-    )
-    handle = collector.client._handle_frame  # the read loop's per-frame entry point
+    @property
+    def ready(self) -> bool:
+        return True
+
+    async def wait_ready(self) -> None:
+        return None
+
+
+def read_loop_parser(category: Category = Category.LINEAR) -> tuple[Parser, Callable[[], int]]:
+    """A ``PublicStream`` (never connected) fed each frame as its read loop feeds it."""
+    sink = CountingSink()
+    stream = PublicStream("ws://127.0.0.1:9/v5/public/{category}", category, ["BTCUSDT"], sink)
+    # The steady state of a connection: its first data frame has already told the
+    # connector that it is healthy (which needs a connector, i.e. a started stream).
+    stream._healthy = True
+    handle = stream._frame  # the read loop's per-frame entry point (``read_frames``)
     clock = time.time_ns
 
     def parse(raw: str) -> None:
         handle(raw, clock())
 
-    return parse, lambda: count[0]
+    return parse, lambda: sink.count
 
 
 def cryptofeed_parser() -> tuple[Parser, Callable[[], int]] | str:
@@ -211,12 +222,12 @@ def pipeline(trades_total: int, sizes: tuple[str, ...], repeats: int) -> Pipelin
             per_frame = int(size)
             count = trades_total - trades_total % per_frame
             label, frames = size, trade_frames(trades[:count], per_frame)
-        normalizer = timed("normalizer", normalizer_parser(), frames, count, repeats)
+        decoder = timed("decoder", decoder_parser(), frames, count, repeats)
         read_loop = timed("read loop", read_loop_parser(), frames, count, repeats)
         peer_s = (
             None if isinstance(peer, str) else timed("cryptofeed", peer, frames, count, repeats)
         )
-        stages.append(StageResult(label, len(frames), count, normalizer, read_loop, peer_s))
+        stages.append(StageResult(label, len(frames), count, decoder, read_loop, peer_s))
     return PipelineResult(
         stages,
         None if isinstance(peer, str) else cryptofeed_version(),

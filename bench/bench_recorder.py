@@ -1,13 +1,23 @@
 """The recorder under test, as its own process, driven by ``bench_scenarios`` over stdin/stdout.
 
-It runs the real ``recorder.session.Recorder`` (what ``recorder`` runs for each session)
-against a simulator in another process, so that psutil can measure this process alone.
-The only addition is an ``on_commit`` hook on the trade and ticker writers that counts rows
-and, with ``--latency``, notes arrival-to-commit latency (``time.time_ns()`` after the
-commit returned, minus the event's ``received_ns``, taken when its frame came off the socket).
+It runs the real ``recorder.session.Recorder`` (what ``recorder`` runs for each session:
+its ``RecordingPipeline``) against a simulator in another process, so that psutil can
+measure this process alone. The only additions are observers:
+
+* an ``on_commit`` hook on the trade and ticker writers, which counts rows and notes the
+  time of each commit (``time.time_ns()`` once the batch's commit returned);
+* ``ArrivalClock``, a ``StreamSink`` wrapped around the pipeline's own sink (its router)
+  that notes ``time.time_ns()`` when a frame's records reach the sink, before passing
+  them on unchanged. Records carry ``received_ts_ms``, whole milliseconds, too coarse for
+  commits that take a fraction of one; the sink is called in the same step as the
+  socket read, microseconds after it. With ``--latency`` it keeps that time per record
+  until the record is committed; without, only the first arrival.
 
 Protocol (one JSON object per stdout line; commands are stdin lines):
 
+* <- ``connect REST_URL WS_URL`` (unless ``--rest-url`` and ``--ws-url`` were given): the
+  simulator to record from. The bench starts this process first, so that its imports
+  overlap the simulator's start.
 * -> ``{"event": "ready", "pid": ...}`` once every topic is subscribed
 * <- ``mark``: start a measuring window; -> ``{"event": "marked"}``
 * -> ``{"event": "reached", ...}`` when ``--expect-trades`` trades are committed
@@ -23,10 +33,12 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bybit_adapter import TickerEvent, TradeEvent
+from bybit_adapter import Outage, StreamSink, public_topics
+from bybit_records import Record, RejectedFrame, Ticker, Trade
 from grid_db import DatabaseFactory, DatabaseSettings
 from recorder.config import compose_config, validate_config
 from recorder.session import Recorder
@@ -49,42 +61,85 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": pick(0.50), "p99": pick(0.99), "max": ordered[-1], "n": n}
 
 
+class ArrivalClock:
+    """The pipeline's sink, observed: when each frame's records reached it (``time_ns``)."""
+
+    def __init__(self, sink: StreamSink, per_record: bool) -> None:
+        self._sink = sink
+        self.per_record = per_record
+        #: when the first trade arrived
+        self.first_ns: int | None = None
+        #: id(record) -> arrival, until the record is committed (``take``)
+        self._arrivals: dict[int, int] = {}
+
+    def records(self, records: Sequence[Record]) -> None:
+        now = time.time_ns()
+        if self.first_ns is None and type(records[0]) is Trade:
+            self.first_ns = now
+        if self.per_record:
+            self._arrivals.update(dict.fromkeys(map(id, records), now))
+        self._sink.records(records)
+
+    def take(self, record: Record) -> int | None:
+        """The arrival of a committed record (None: it came before the clock was put in)."""
+        return self._arrivals.pop(id(record), None)
+
+    def outage(self, outage: Outage) -> None:
+        self._sink.outage(outage)
+
+    def rejected(self, frame: RejectedFrame) -> None:
+        self._sink.rejected(frame)
+
+    @property
+    def ready(self) -> bool:
+        return self._sink.ready
+
+    async def wait_ready(self) -> None:
+        await self._sink.wait_ready()
+
+
 class Probe:
     """The on_commit hooks: counts, first arrival, last commit, optional latencies."""
 
-    def __init__(self, expect_trades: int | None, latency: bool) -> None:
+    def __init__(self, arrivals: ArrivalClock, expect_trades: int | None) -> None:
+        self.arrivals = arrivals
         self.expect = expect_trades
-        self.latency = latency
         self.trades = 0
         self.tickers = 0
-        self.first_arrival_ns: int | None = None
         self.last_commit_ns = 0
         self.reached = False
         self.window_open = False
         self.latencies_ms: list[float] = []
+        #: committed rows whose arrival the clock had not seen (none once it is in)
+        self.unclocked = 0
 
-    def trades_committed(self, batch: list[TradeEvent]) -> None:
+    def _latencies(self, batch: Sequence[Record], now: int) -> None:
+        if not self.arrivals.per_record:
+            return
+        take = self.arrivals.take
+        arrivals = [take(r) for r in batch]
+        if self.window_open:
+            self.latencies_ms.extend([(now - a) / 1e6 for a in arrivals if a is not None])
+            self.unclocked += arrivals.count(None)
+
+    def trades_committed(self, batch: list[Trade]) -> None:
         now = time.time_ns()
         self.trades += len(batch)
         self.last_commit_ns = now
-        if self.first_arrival_ns is None:
-            self.first_arrival_ns = batch[0].received_ns
-        if self.latency and self.window_open:
-            self.latencies_ms.extend([(now - e.received_ns) / 1e6 for e in batch])
+        self._latencies(batch, now)
         if self.expect is not None and not self.reached and self.trades >= self.expect:
             self.reached = True
             emit(
                 "reached",
                 trades=self.trades,
-                first_arrival_ns=self.first_arrival_ns,
+                first_arrival_ns=self.arrivals.first_ns,
                 last_commit_ns=now,
             )
 
-    def tickers_committed(self, batch: list[TickerEvent]) -> None:
+    def tickers_committed(self, batch: list[Ticker]) -> None:
         now = time.time_ns()
         self.tickers += len(batch)
-        if self.latency and self.window_open:
-            self.latencies_ms.extend([(now - e.received_ns) / 1e6 for e in batch])
+        self._latencies(batch, now)
 
 
 async def read_command() -> str:
@@ -93,29 +148,42 @@ async def read_command() -> str:
 
 
 async def main(args: argparse.Namespace) -> int:
+    if args.rest_url is None or args.ws_url is None:
+        command, _, urls = (await read_command()).partition(" ")
+        if command != "connect":
+            return 0  # stopped before it was connected
+        args.rest_url, args.ws_url = urls.split()
     workdir = Path(args.workdir)
+    database_url = args.database_url or f"sqlite:///{workdir / 'recorder.db'}"
     overrides = [
         "network=local",
         f"network.rest_url={args.rest_url}",
         f"network.public_ws_url='{args.ws_url}'",
         f"writer={args.writer}",
-        f"database_url=sqlite:///{workdir / 'recorder.db'}",
+        f"database_url='{database_url}'",
         *args.override,
     ]
     composed = compose_config(overrides, output_dir=workdir)
     config = validate_config({**composed.model_dump(), "symbols": args.symbols.split(",")})
     db = DatabaseFactory(DatabaseSettings(url=config.database_url))
     recorder = Recorder(config, db, workdir)
-    probe = Probe(args.expect_trades, args.latency)
+    pipeline = recorder.pipeline
     try:
         await recorder.start()
-        recorder.trades.on_commit = probe.trades_committed
-        recorder.tickers.on_commit = probe.tickers_committed
-        public = recorder.public
+        trades, tickers = pipeline.writer(Trade), pipeline.writer(Ticker)
+        public = pipeline.public
         assert public is not None
-        wanted = set(public.client.topics)
+        # The one observer in the read path: the stream hands its records to the clock,
+        # which passes them on to the pipeline's own sink (installed before any firehose
+        # or measuring window starts).
+        arrivals = ArrivalClock(public._sink, per_record=args.latency)
+        public._sink = arrivals
+        probe = Probe(arrivals, args.expect_trades)
+        trades.on_commit = probe.trades_committed
+        tickers.on_commit = probe.tickers_committed
+        wanted = set(public_topics(public.symbols))
         deadline = time.monotonic() + 30
-        while not wanted <= public.client.confirmed_topics:
+        while not wanted <= public.confirmed_topics:
             if time.monotonic() > deadline:
                 emit("error", error="topics not confirmed within 30 s")
                 return 1
@@ -126,34 +194,40 @@ async def main(args: argparse.Namespace) -> int:
             if command == "mark":
                 probe.window_open = True
                 probe.latencies_ms.clear()
+                probe.unclocked = 0
                 emit("marked")
             elif command == "report":
                 probe.window_open = False
-                emit("report", latency_ms=percentiles(probe.latencies_ms))
+                emit(
+                    "report",
+                    latency_ms=percentiles(probe.latencies_ms),
+                    unclocked=probe.unclocked,
+                )
             elif command == "stop":
                 break
     finally:
         await recorder.stop()
         db.dispose()
-    stats = {w.name: w.stats() for w in recorder.writers}
-    conn = public.client.stats
+    stats = {w.name: w.stats() for w in pipeline.writers}
+    reconciler = pipeline.reconciler
     emit(
         "stopped",
         trades_committed=probe.trades,
         tickers_committed=probe.tickers,
-        trades_received=public.trades_received,
-        tickers_received=public.tickers_received,
+        trades_received=stats["trades"].received,
+        tickers_received=stats["tickers"].received,
         trades_written=stats["trades"].written,
         duplicates=stats["trades"].duplicates,
         rows_rejected=sum(s.rows_rejected for s in stats.values()),
         buffered=sum(s.buffered for s in stats.values()),
-        rejected_frames=public.rejected_frames,
-        reconnects=conn.reconnects,
-        frames=conn.data_frames,
-        backpressure_pauses=recorder.gate.pauses,
+        rejected_frames=public.stats.rejected_frames,
+        reconnects=public.reconnects,
+        frames=public.stats.data_frames,
+        outages=public.stats.outages,
+        backpressure_pauses=pipeline.gate.pauses,
         gaps=(
-            recorder.reconciler.stats.gaps_detected + recorder.reconciler.stats.ticker_gaps
-            if recorder.reconciler is not None
+            reconciler.stats.gaps_detected + reconciler.stats.ticker_gaps
+            if reconciler is not None
             else None
         ),
     )
@@ -162,11 +236,14 @@ async def main(args: argparse.Namespace) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rest-url", required=True)
-    parser.add_argument("--ws-url", required=True, help="public WS URL with {category}")
+    parser.add_argument("--rest-url", help="default: from the first stdin line, connect ...")
+    parser.add_argument("--ws-url", help="public WS URL with {category}")
     parser.add_argument("--symbols", required=True, help="comma-separated")
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--writer", default="default", help="writer config group option")
+    parser.add_argument(
+        "--database-url", default=None, help="default: sqlite:///WORKDIR/recorder.db"
+    )
     parser.add_argument("--expect-trades", type=int, default=None)
     parser.add_argument("--latency", action="store_true")
     parser.add_argument("--override", action="append", default=[], help="Hydra override")

@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 from bench_pipeline import PipelineResult
+from bench_postgres import PgLimitResult, RowBytes, TwoRecordersResult
 from bench_scenarios import FlatOutResult, LimitResult, RealisticResult
 
 #: the targets of the issue, checked against every run's figures
@@ -23,6 +24,22 @@ PARSE_SPEEDUP = 2.0
 CPU_SHARE = 0.05
 RSS_MB = 150.0
 P99_MARGIN_MS = 100.0
+
+
+@dataclass
+class PostgresRun:
+    """The PostgreSQL scenarios; ``skipped`` says why they did not run."""
+
+    version: str = "-"
+    skipped: str | None = None
+    limit: PgLimitResult | None = None
+    flat_out: FlatOutResult | None = None
+    #: one per run, in run order
+    two_recorders: list[TwoRecordersResult] = field(default_factory=list)
+    durable_limit: PgLimitResult | None = None
+    durable_flat_out: FlatOutResult | None = None
+    #: row sizes in the flat-out database (fsync off)
+    row_bytes: RowBytes | None = None
 
 
 @dataclass
@@ -38,6 +55,7 @@ class Run:
     flat_out: FlatOutResult | None = None
     realistic: list[RealisticResult] = field(default_factory=list)
     pipeline: PipelineResult | None = None
+    postgres: PostgresRun = field(default_factory=PostgresRun)
 
 
 def _package(name: str) -> str:
@@ -93,7 +111,8 @@ def machine(run: Run) -> list[str]:
         f"{platform.system()} {platform.release()}; load average before the run: {load}{steal}",
         f"- **Software**: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
         f"msgspec {_package('msgspec')}, aiohttp {_package('aiohttp')}, "
-        f"SQLAlchemy {_package('sqlalchemy')}",
+        f"SQLAlchemy {_package('sqlalchemy')}, {run.postgres.version}, "
+        f"psycopg {_package('psycopg')}",
     ]
 
 
@@ -211,16 +230,17 @@ def summary_rows(run: Run) -> list[tuple[str, str, str, str, str]]:
                 "yes",  # realistic() raises on any loss
             )
         )
+    rows += postgres_rows(run.postgres)
     pipe = run.pipeline
     if pipe is not None:
         first = True
         for stage in pipe.stages:
-            ours = stage.trades_per_second(stage.normalizer_s)
+            ours = stage.trades_per_second(stage.decoder_s)
             if stage.peer_s is None:
                 result = f"{_n(ours)} trades/s (cryptofeed: not run)"
                 target, met = f"≥ {PARSE_SPEEDUP:.0f}x cryptofeed", "n/a"
             else:
-                speedup = stage.peer_s / stage.normalizer_s
+                speedup = stage.peer_s / stage.decoder_s
                 peer = stage.trades_per_second(stage.peer_s)
                 result = f"{_n(ours)} vs {_n(peer)} trades/s = **{speedup:.1f}x**"
                 target, met = f"≥ {PARSE_SPEEDUP:.0f}x cryptofeed", _yes(speedup >= PARSE_SPEEDUP)
@@ -234,6 +254,171 @@ def summary_rows(run: Run) -> list[tuple[str, str, str, str, str]]:
                 )
             )
             first = False
+    return rows
+
+
+def _tried(by_batch: dict[int, float]) -> str:
+    return ", ".join(f"{b:,}: {_n(r)}" for b, r in sorted(by_batch.items()))
+
+
+def _pg_limit_rows(limit: PgLimitResult, name: str) -> list[tuple[str, str, str, str, str]]:
+    return [
+        (
+            name,
+            f"rows/s committed, best batch size (tried {_tried(limit.by_batch)})",
+            f"{_n(limit.rows_per_second)} rows/s (batches of {limit.batch:,})",
+            "",
+            "",
+        ),
+        (
+            "",
+            "server CPU per 1,000 rows (all PostgreSQL processes)",
+            f"{limit.server_cpu_ms_per_1000:.1f} ms",
+            "",
+            "",
+        ),
+    ]
+
+
+def _pg_flat_rows(
+    flat: FlatOutResult, limit: PgLimitResult | None, name: str, full: bool
+) -> list[tuple[str, str, str, str, str]]:
+    rows: list[tuple[str, str, str, str, str]] = []
+    rate = flat.trades_per_second
+    if limit is not None:
+        ratio = rate / limit.rows_per_second
+        rows.append(
+            (
+                name,
+                "committed trades/s (first arrival to last commit)",
+                f"{_n(rate)} = **{ratio:.0%}** of the PostgreSQL limit",
+                f"≥ {FLAT_OUT_RATIO:.0%} of the limit",
+                _yes(ratio >= FLAT_OUT_RATIO),
+            )
+        )
+    else:
+        rows.append((name, "committed trades/s", _n(rate), "", ""))
+    server = flat.server_cpu_ms_per_1000
+    rows.append(
+        (
+            "",
+            "CPU per 1,000 trades: recorder (all threads) + PostgreSQL server",
+            f"{flat.cpu_ms_per_1000:.1f} + {server:.1f} ms"
+            if server is not None
+            else f"{flat.cpu_ms_per_1000:.1f} ms",
+            "",
+            "",
+        )
+    )
+    if full:
+        rows.append(
+            (
+                "",
+                "peak RSS",
+                f"{flat.peak_rss_mb:.0f} MB",
+                f"< {RSS_MB:.0f} MB",
+                _yes(flat.peak_rss_mb < RSS_MB),
+            )
+        )
+    rows.append(
+        (
+            "",
+            "trades stored / printed by the simulator",
+            f"{flat.stored:,} / {flat.truth:,}",
+            "none dropped",
+            _yes(flat.stored == flat.truth == flat.trades),
+        )
+    )
+    return rows
+
+
+def median_run(runs: list[TwoRecordersResult]) -> TwoRecordersResult:
+    """The run with the median unique trades/s (the lower middle of an even count)."""
+    return sorted(runs, key=lambda r: r.trades_per_second)[(len(runs) - 1) // 2]
+
+
+def _two_recorder_rows(
+    runs: list[TwoRecordersResult], alone: FlatOutResult | None
+) -> list[tuple[str, str, str, str, str]]:
+    two = median_run(runs)
+    rates = ", ".join(_n(r.trades_per_second) for r in runs)
+    share = (
+        f" = {two.trades_per_second / alone.trades_per_second:.0%} of one alone" if alone else ""
+    )
+    median = f"median of {len(runs)} runs" if len(runs) > 1 else "one run"
+    return [
+        (
+            f"**Two recorders, one PostgreSQL database**: the same {two.trades:,} trades to "
+            "both, fsync off",
+            f"unique trades committed/s, {median} (first arrival to the database holding "
+            "every trade)",
+            f"{_n(two.trades_per_second)}{share} (runs: {rates})",
+            "",
+            "",
+        ),
+        (
+            "",
+            "per run: deadlocks, outages; rows inserted by recorder 1 + 2 (each found the "
+            "rest stored)",
+            "; ".join(
+                f"run {i}: {r.deadlocks}, {r.outages}; {r.written[0]:,} + {r.written[1]:,}"
+                for i, r in enumerate(runs, 1)
+            ),
+            "",
+            "",
+        ),
+        (
+            "",
+            "median run: rows/s per recorder (new or found stored); rows/s the database took",
+            " / ".join(_n(r) for r in two.recorder_rows_per_second)
+            + f"; {_n(two.offered_rows_per_second)}",
+            "",
+            "",
+        ),
+        (
+            "",
+            "median run: CPU per 1,000 trades, each recorder + PostgreSQL server",
+            " / ".join(f"{c / two.trades * 1e6:.1f}" for c in two.cpu_seconds)
+            + f" + {two.server_cpu_ms_per_1000:.1f} ms",
+            "",
+            "",
+        ),
+        (
+            "",
+            "rows stored = distinct trades = printed by the simulator",
+            f"{two.trades:,} in each of {len(runs)} run{'s' if len(runs) > 1 else ''}",
+            "each exactly once",
+            _yes(all(r.stored == r.distinct == r.truth == r.trades for r in runs)),
+        ),
+    ]
+
+
+def postgres_rows(pg: PostgresRun) -> list[tuple[str, str, str, str, str]]:
+    """The PostgreSQL scenarios' rows, or one row saying why they did not run."""
+    rows: list[tuple[str, str, str, str, str]] = []
+    if pg.skipped is not None:
+        rows.append(("**PostgreSQL**", "not run", pg.skipped, "", ""))
+    if pg.limit is not None:
+        rows += _pg_limit_rows(pg.limit, "**Limit, PostgreSQL**: plain psycopg `COPY`, fsync off")
+    flat = pg.flat_out
+    if flat is not None:
+        name = (
+            f"**Recorder, flat out, PostgreSQL**: {flat.trades:,} trades, frames of "
+            f"{flat.batch:,}, fsync off"
+        )
+        rows += _pg_flat_rows(flat, pg.limit, name, full=True)
+    if pg.two_recorders:
+        rows += _two_recorder_rows(pg.two_recorders, flat)
+    if pg.durable_limit is not None:
+        rows += _pg_limit_rows(
+            pg.durable_limit,
+            "**Limit, PostgreSQL**: plain psycopg `COPY`, fsync, synchronous_commit and "
+            "full_page_writes on",
+        )
+    flat = pg.durable_flat_out
+    if flat is not None:
+        name = f"**Recorder, flat out, PostgreSQL**: {flat.trades:,} trades, fsync on"
+        rows += _pg_flat_rows(flat, pg.durable_limit, name, full=False)
     return rows
 
 
@@ -260,15 +445,15 @@ def pipeline_rows(pipe: PipelineResult) -> list[tuple[str, ...]]:
             else (
                 f"{s.us_per_frame(s.peer_s):,.2f}",
                 _n(s.trades_per_second(s.peer_s)),
-                f"{s.peer_s / s.normalizer_s:.2f}x",
+                f"{s.peer_s / s.decoder_s:.2f}x",
             )
         )
         rows.append(
             (
                 s.frame_size,
                 f"{s.frames:,}",
-                f"{s.us_per_frame(s.normalizer_s):,.2f}",
-                _n(s.trades_per_second(s.normalizer_s)),
+                f"{s.us_per_frame(s.decoder_s):,.2f}",
+                _n(s.trades_per_second(s.decoder_s)),
                 f"{s.us_per_frame(s.read_loop_s):,.2f}",
                 _n(s.trades_per_second(s.read_loop_s)),
                 *peer,
@@ -292,13 +477,13 @@ def tables(run: Run) -> list[str]:
             [
                 "Trades/frame",
                 "Frames",
-                "Normalizer µs/frame",
+                "Decoder µs/frame",
                 "trades/s",
                 "Read loop µs/frame",
                 "trades/s",
                 "cryptofeed µs/frame",
                 "trades/s",
-                "Normalizer vs cryptofeed",
+                "Decoder vs cryptofeed",
             ],
             pipeline_rows(run.pipeline),
         )
@@ -308,6 +493,151 @@ def tables(run: Run) -> list[str]:
 def missed(run: Run) -> list[str]:
     """The targets this run missed (by the summary's Met column)."""
     return [f"{r[0] or ''} {r[1]}: {r[2]}".strip() for r in summary_rows(run) if r[4] == "**no**"]
+
+
+#: Bybit mainnet, BTCUSDT (its busiest linear symbol): trades and ticker pushes a day
+MAINNET_TRADES_PER_DAY = (1_000_000, 3_000_000)
+MAINNET_TICKERS_PER_DAY = 860_000
+DAY = 86_400
+#: the share of one core a recorder or a database server core is planned to use on
+#: average; the rest is for bursts and for catching up after an outage
+HEADROOM = 0.5
+TICKERS_PER_SECOND = 10  # the realistic scenario's (and Bybit's linear) 100 ms ticker
+FLEET_SYMBOLS = (100, 300, 500)
+
+
+def fleet(run: Run) -> list[str]:
+    """ "How a fleet scales": the arithmetic, from this run's figures."""
+    lines = ["## How a fleet scales", ""]
+    lo, hi = ((t + MAINNET_TICKERS_PER_DAY) / DAY for t in MAINNET_TRADES_PER_DAY)
+    lines += [
+        "On paper, from the figures above. BTCUSDT on Bybit's mainnet makes about "
+        f"{MAINNET_TRADES_PER_DAY[0] / 1e6:.0f}-{MAINNET_TRADES_PER_DAY[1] / 1e6:.0f} M "
+        f"trades and {MAINNET_TICKERS_PER_DAY / 1e3:,.0f} k ticker pushes a day: "
+        f"{lo:.0f}-{hi:.0f} rows/s on average. Below, every symbol is taken at BTCUSDT's top "
+        f"rate, {hi:.0f} rows/s, which overstates the hundreds of quieter symbols many times "
+        f"over; and a recorder, or a database server core, is planned at {HEADROOM:.0%} "
+        "busy on average, the rest left for bursts and for catching up after an outage.",
+        "",
+    ]
+    realistic = next((r for r in run.realistic if r.writer == "default"), None)
+    pg = run.postgres
+    burst = pg.flat_out or run.flat_out
+    per_recorder: float | None = None  # symbols at the top rate per recorder
+    if realistic is not None:
+        rows = realistic.symbols * (realistic.trade_rate + TICKERS_PER_SECOND)
+        cpu_row = realistic.cpu_share / rows  # core-seconds per row
+        per_recorder = HEADROOM / (hi * cpu_row)
+        typical = realistic.trade_rate + TICKERS_PER_SECOND
+        text = (
+            f"- **Per recorder.** At the realistic load (SQLite, `writer=default`: "
+            f"{realistic.symbols} symbols, {rows:,.0f} rows/s in frames of 1-4 trades and "
+            f"single tickers) the recorder used {realistic.cpu_share:.1%} of a core: "
+            f"{cpu_row * 1e6:.0f} µs per row, about {1 / cpu_row:,.0f} rows/s per core when "
+            "frames are small (that load was not run into PostgreSQL, where the database's "
+            "own work is the server's). A recorder is one process whose event loop is one "
+            f"core: at {HEADROOM:.0%} of it, it carries about {per_recorder:,.0f} symbols at "
+            f"BTCUSDT's top rate, or {HEADROOM / (typical * cpu_row):,.0f} like the realistic "
+            f"scenario's ({typical:.0f} rows/s each)."
+        )
+        if burst is not None:
+            into = "PostgreSQL" if burst.database == "postgresql" else "SQLite"
+            text += (
+                " Bursts are cheap per trade: Bybit batches them into frames of up to 1,024 "
+                f"trades, which cost the recorder {burst.cpu_ms_per_1000:.1f} ms per 1,000 "
+                f"trades (flat out into {into}: {_n(burst.trades_per_second)} trades/s); up "
+                "to `max_buffer_rows` (100,000) rows wait in memory while the database "
+                "catches up."
+            )
+        lines += [text, ""]
+    flat, two, limit, sizes = pg.flat_out, pg.two_recorders, pg.limit, pg.row_bytes
+    if flat is None or flat.server_cpu_ms_per_1000 is None or limit is None:
+        reason = pg.skipped or "not run"
+        lines += [f"- **Per database (PostgreSQL).** Not measured in this run ({reason}).", ""]
+        return lines
+    server_row = flat.server_cpu_ms_per_1000 / 1e6
+    pair_row = median_run(two).server_cpu_ms_per_1000 / 1e6 if two else None
+    text = (
+        f"- **Per database (PostgreSQL).** The server spent {server_row * 1e6:.1f} µs of CPU "
+        "per trade the recorder wrote flat out (COPY of batches of up to 20,000 rows): "
+        f"{1 / server_row:,.0f} rows/s per server core (the plain COPY limit: "
+        f"{_n(limit.rows_per_second)} rows/s on one connection). "
+    )
+    if pair_row is not None:
+        text += (
+            f"Two recorders writing the same trades cost it {pair_row * 1e6:.1f} µs per unique "
+            "trade (each trade arrives twice; the second copy is found stored, through the "
+            "staging table). "
+        )
+    text += (
+        f"At {HEADROOM:.0%} of one server core that is about {HEADROOM / (hi * server_row):,.0f} "
+        "symbols at BTCUSDT's top rate recorded once"
+        + (f", {HEADROOM / (hi * pair_row):,.0f} by a redundant pair" if pair_row else "")
+        + ". Each recorder writes on connections of its own (backends of their own), so a "
+        "server with more cores takes more recorders."
+    )
+    lines += [text, ""]
+    day_bytes: float | None = None
+    if sizes is not None:
+        ticker = (
+            (sizes.ticker_tuple or 0.0)
+            + 4
+            + sizes.trade_total
+            - sizes.trade_heap
+            - sizes.trade_key_index
+        )
+        day_bytes = MAINNET_TRADES_PER_DAY[1] * sizes.trade_total + MAINNET_TICKERS_PER_DAY * ticker
+        lines += [
+            f"  On disk a trade row takes {sizes.trade_total:.0f} bytes (heap "
+            f"{sizes.trade_heap:.0f}, the unique index on `(category, symbol, trade_id)` "
+            f"{sizes.trade_key_index:.0f}, the other three indexes the rest); a ticker row "
+            f"about {ticker:.0f} (its own {sizes.ticker_tuple or 0:.0f} bytes and the same "
+            f"three indexes). One symbol at the top rate: {day_bytes / 1e9:.1f} GB a day.",
+            "",
+        ]
+    header = [
+        "Symbols at the top rate",
+        "rows/s",
+        f"recorders at {HEADROOM:.0%}",
+        "server cores, once",
+        "server cores, redundant pair",
+        "disk a day",
+        "unique index growth a day",
+    ]
+    table = []
+    for n in FLEET_SYMBOLS:
+        table.append(
+            (
+                f"{n:,}",
+                f"{n * hi:,.0f}",
+                f"{-(-n // int(per_recorder))}" if per_recorder else "-",
+                f"{n * hi * server_row:.2f}",
+                f"{n * hi * pair_row:.2f}" if pair_row else "-",
+                f"{n * day_bytes / 1e9:,.0f} GB" if day_bytes else "-",
+                f"{n * MAINNET_TRADES_PER_DAY[1] * sizes.trade_key_index / 1e9:,.1f} GB"
+                if sizes
+                else "-",
+            )
+        )
+    lines += [*markdown_table(header, table), ""]
+    lines += [
+        "- **What to shard first.** The recorders: one carries tens of the busiest symbols "
+        "before its core is half busy, so symbols go into groups, one recorder (one job of "
+        "a Hydra multirun) per group, long before a database is busy. Then the database, "
+        "and not for its CPU (hundreds of the busiest symbols take a fraction of a core) but "
+        "for its memory: the unique index of `public_trades` on `(category, symbol, "
+        "trade_id)` takes each new trade at a random place of its symbol's part (trade ids "
+        "are UUIDs), so the whole index, every day stored so far, is being written and must "
+        "stay in the server's memory, and it grows by the last column a day. Once it does "
+        "not fit, inserts wait on disk reads and the rates above no longer hold (the bench "
+        "writes into a fresh database, its index all in memory). So the database is sharded "
+        "by symbol group (a database, or a server, per group of recorders: no schema "
+        "change) and, for long recordings, by time: partitions of `public_trades` by day "
+        "leave only the current day's index being written (the unique key would then have "
+        "to include the trade time: a schema change).",
+        "",
+    ]
+    return lines
 
 
 def document(run: Run, method: str) -> str:
@@ -321,6 +651,7 @@ def document(run: Run, method: str) -> str:
         "",
         *tables(run),
         "",
+        *fleet(run),
         method.strip(),
         "",
     ]

@@ -4,7 +4,9 @@
 * ``flat_out``: the simulator's firehose over a real WebSocket into the recorder process.
 * ``realistic``: 20 symbols at typical mainnet rates, CPU share and arrival-to-commit latency.
 
-(``bench_pipeline`` is the fourth: parse + normalize per frame, ours against cryptofeed's.)
+(``bench_pipeline`` is the fourth: parse + decode per frame, ours against cryptofeed's;
+``bench_postgres`` runs the limit and flat out on PostgreSQL, and two recorders into one
+database.)
 
 The simulator and the recorder each run in their own process (``bybit-sim`` and
 ``bench_recorder.py``), so psutil measures the recorder alone. Every scenario checks the
@@ -33,9 +35,10 @@ from typing import Any
 
 import psutil
 
+from bybit_records import Category, Trade
 from bybit_sim import TruthTrade
-from event_saver.rows import TRADE_COLUMNS
-from grid_db import DatabaseFactory, DatabaseSettings
+from grid_db import DatabaseFactory, DatabaseSettings, RowContext, RunRepository, tables
+from grid_db.writes import insert_sql
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -143,24 +146,34 @@ class SimProcess:
 
 
 class RecorderProcess:
-    """``bench_recorder.py``: the Recorder in its own process, driven over stdin/stdout."""
+    """``bench_recorder.py``: the Recorder in its own process, driven over stdin/stdout.
 
-    def __init__(self, sim: SimProcess, workdir: Path, symbols: list[str], *args: str) -> None:
+    It is started before the simulator and imports its modules meanwhile; ``connect``
+    then hands it the simulator's URLs (its first stdin line), and it starts recording.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        symbols: list[str],
+        *args: str,
+        database_url: str | None = None,
+    ) -> None:
         self.workdir = workdir
         self.db_path = workdir / "recorder.db"
+        #: where it records: its own SQLite file in ``workdir`` unless told otherwise
+        self.database_url = database_url or f"sqlite:///{self.db_path}"
         self._stderr = open(workdir / "recorder.stderr", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 str(HERE / "bench_recorder.py"),
-                "--rest-url",
-                sim.rest_url,
-                "--ws-url",
-                sim.ws_url,
                 "--symbols",
                 ",".join(symbols),
                 "--workdir",
                 str(workdir),
+                "--database-url",
+                self.database_url,
                 *args,
             ],
             stdin=subprocess.PIPE,
@@ -241,6 +254,10 @@ class RecorderProcess:
             self._profiler.wait(30)
             self._profiler = None
 
+    def connect(self, sim: SimProcess) -> None:
+        """Start recording from ``sim`` (then ``wait("ready")``)."""
+        self.command(f"connect {sim.rest_url} {sim.ws_url}")
+
     def command(self, text: str) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(text + "\n")
@@ -264,9 +281,12 @@ class RecorderProcess:
         except OSError:
             return ""
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self, *, told: bool = False) -> dict[str, Any]:
+        """Stop it (flush, close the run) and return its last report; ``told``: the
+        ``stop`` command was already sent (``stop_all``)."""
         self._stop_profile()
-        self.command("stop")
+        if not told:
+            self.command("stop")
         stopped = self.wait("stopped", 60)
         self.proc.wait(30)
         return stopped
@@ -283,6 +303,14 @@ class RecorderProcess:
                 stream.close()
 
 
+def stop_all(recorders: list[RecorderProcess]) -> list[dict[str, Any]]:
+    """Stop several recorders at once (each flushes and closes meanwhile)."""
+    for recorder in recorders:
+        recorder._stop_profile()
+        recorder.command("stop")
+    return [r.stop(told=True) for r in recorders]
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM: the most resident memory the process ever had."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -291,19 +319,104 @@ def peak_rss_mb(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
+@dataclass
+class Launch:
+    """One recorder process of a scenario: its symbols, options, and database."""
+
+    symbols: list[str]
+    args: tuple[str, ...] = ()
+    database_url: str | None = None
+
+
 @contextmanager
-def processes(sim_args: list[str]) -> Iterator[tuple[SimProcess, Path]]:
-    sim = SimProcess(*sim_args)
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-            yield sim, Path(tmp)
-    finally:
-        sim.stop()
+def processes(
+    sim_args: list[str], *launches: Launch
+) -> Iterator[tuple[SimProcess, list[RecorderProcess]]]:
+    """A simulator and recorders connected to it, each in a folder of a temporary one.
+
+    The recorders start first, so that their imports overlap the simulator's start; each
+    is killed (if ``stop`` did not end it) before the simulator stops and the folder goes.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        recorders: list[RecorderProcess] = []
+        try:
+            for i, launch in enumerate(launches):
+                folder = Path(tmp) / f"recorder-{i}"
+                folder.mkdir()
+                recorders.append(
+                    RecorderProcess(
+                        folder, launch.symbols, *launch.args, database_url=launch.database_url
+                    )
+                )
+            sim = SimProcess(*sim_args)
+            try:
+                for recorder in recorders:
+                    recorder.connect(sim)
+                yield sim, recorders
+            finally:
+                try:
+                    for recorder in recorders:
+                        recorder.kill()
+                finally:
+                    sim.stop()
+        finally:
+            for recorder in recorders:
+                recorder.kill()
 
 
 def db_scalar(db: Path, sql: str) -> int:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
         return int(conn.execute(sql).fetchone()[0])
+
+
+def url_scalars(database_url: str, sql: str) -> tuple[Any, ...]:
+    """The one row of ``sql`` in any database the recorder can use (SQLite, PostgreSQL)."""
+    factory = DatabaseFactory(DatabaseSettings(url=database_url))
+    try:
+        with factory.engine.connect() as conn:
+            row = conn.exec_driver_sql(sql).one()
+    finally:
+        factory.dispose()
+    return tuple(row)
+
+
+def new_database(database_url: str) -> int:
+    """The recorder's schema (created by ``grid_db``) in a fresh database, and a run's id."""
+    factory = DatabaseFactory(DatabaseSettings(url=database_url))
+    try:
+        factory.create_tables()
+        return (
+            RunRepository(factory.engine)
+            .create_run(config_json="{}", host="bench", pid=0, software_version="bench")
+            .id
+        )
+    finally:
+        factory.dispose()
+
+
+def trade_rows(trades: list[TruthTrade], run_id: int) -> list[tuple[Any, ...]]:
+    """The rows the trade writer would write for these trades: ``Trade`` records (as the
+    decoder makes them from the firehose's frames) made rows by ``tables.public_trades``."""
+    now_ms = time.time_ns() // 1_000_000
+    records = [
+        Trade(
+            Category.LINEAR,
+            t.symbol,
+            t.trade_id,
+            t.time_ms,
+            t.side,  # type: ignore[arg-type]
+            t.price,
+            t.size,
+            t.tick_direction,
+            t.is_block_trade,
+            t.is_rpi,
+            t.seq,
+            t.time_ms,
+            now_ms,
+        )
+        for t in trades
+    ]
+    return tables.public_trades.rows(records, RowContext(run_id))
 
 
 # ---------------------------------------------------------------------------- the limit
@@ -339,49 +452,18 @@ def limit_once(trades: list[TruthTrade], batch: int, path: Path) -> float:
     """Rows/s of ``executemany`` of the trade rows, one transaction per ``batch``, WAL.
 
     The same schema and indexes (created by grid_db), the same PRAGMAs as the recorder's
-    connections (WAL, synchronous=NORMAL, foreign_keys=ON), the same row values (with a
-    run id, as the recorder's) and the same ``ON CONFLICT DO NOTHING``; the rows are
-    built before the clock starts.
+    connections (WAL, synchronous=NORMAL, foreign_keys=ON), the same statement
+    (``grid_db``'s one INSERT of ``public_trades``, ``ON CONFLICT DO NOTHING``) and the
+    same row values (``Trade`` records made rows by the table, with a run id); the rows
+    are built before the clock starts.
     """
-    factory = DatabaseFactory(DatabaseSettings(url=f"sqlite:///{path}"))
-    factory.create_tables()
-    factory.dispose()
-    run_id = "00000000-0000-4000-8000-000000000001"
-    now_ms = time.time_ns() // 1_000_000
-    rows = [
-        (
-            "linear",
-            t.symbol,
-            t.trade_id,
-            t.time_ms,
-            t.side,
-            t.price,
-            t.size,
-            t.tick_direction,
-            t.is_block_trade,
-            t.is_rpi,
-            t.seq,
-            t.time_ms,
-            now_ms,
-            "ws",
-            run_id,
-        )
-        for t in trades
-    ]
+    rows = trade_rows(trades, new_database(f"sqlite:///{path}"))
+    sql = insert_sql(tables.public_trades, "sqlite")
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute(
-            "INSERT INTO runs (id, started_at_ms, status, config_json, host, pid,"
-            " software_version) VALUES (?, ?, 'running', '{}', 'bench', 0, 'bench')",
-            (run_id, now_ms),
-        )
-        sql = (
-            f"INSERT INTO public_trades ({', '.join(TRADE_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(TRADE_COLUMNS))}) ON CONFLICT DO NOTHING"
-        )
         inserted = 0
         started = time.perf_counter()
         for start in range(0, len(rows), batch):
@@ -409,6 +491,11 @@ class FlatOutResult:
     sim_cpu_share: float
     stored: int
     truth: int
+    #: "sqlite" or "postgresql"
+    database: str = "sqlite"
+    #: the database server's CPU time over the same span (PostgreSQL; None for SQLite,
+    #: which runs inside the recorder process and is in ``cpu_seconds``)
+    server_cpu_seconds: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -419,56 +506,112 @@ class FlatOutResult:
     def cpu_ms_per_1000(self) -> float:
         return self.cpu_seconds / self.trades * 1e6
 
+    @property
+    def server_cpu_ms_per_1000(self) -> float | None:
+        if self.server_cpu_seconds is None:
+            return None
+        return self.server_cpu_seconds / self.trades * 1e6
 
-def flat_out(trades: int, batch: int, writer: str = "default") -> FlatOutResult:
-    """The firehose into the recorder: committed trades/s, CPU per 1,000 trades, peak RSS."""
-    with processes(["--trade-rate", "0", "--seed", "1"]) as (sim, workdir):
-        recorder = RecorderProcess(
-            sim, workdir, ["BTCUSDT"], "--writer", writer, "--expect-trades", str(trades)
-        )
-        try:
-            recorder.wait("ready", 60)
-            recorder.profile("flat_out", idle=True)
-            sim.post(
-                "/sim/firehose",
-                {"category": "linear", "symbol": "BTCUSDT", "trades": trades, "batch": batch},
-            )
-            deadline = time.monotonic() + 120
-            while (status := sim.get("/sim/firehose"))["state"] == "generating":
-                if time.monotonic() > deadline:
-                    raise BenchError("firehose: generation took over 120 s")
-                time.sleep(0.005)
-            if status["state"] == "failed":
-                raise BenchError(f"firehose failed: {status['error']}")
-            cpu_before = recorder.cpu_seconds()
-            sim_ps = psutil.Process(sim.proc.pid)
-            sim_cpu_before = sum(sim_ps.cpu_times()[:2])
-            wall_before = time.monotonic()
-            reached = recorder.wait("reached", 60 + trades / 2000)
-            cpu = recorder.cpu_seconds() - cpu_before
-            sim_cpu = sum(sim_ps.cpu_times()[:2]) - sim_cpu_before
-            wall = time.monotonic() - wall_before
-            rss = recorder.peak_rss_mb()
-            status = sim.get("/sim/firehose")
-            stopped = recorder.stop()
-        finally:
-            recorder.kill()
-        stored = db_scalar(recorder.db_path, "SELECT count(*) FROM public_trades")
+
+class TreeCpu:
+    """CPU time (user + system) of a process and all its descendants, e.g. a PostgreSQL
+    postmaster and its backends; ``since()`` counts a process started meanwhile from zero."""
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+        self._start = self._snapshot()
+
+    def _snapshot(self) -> dict[int, float]:
+        out = {}
+        for proc in (self.root, *self.root.children(recursive=True)):
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            out[proc.pid] = float(times.user + times.system)
+        return out
+
+    def since(self) -> float:
+        now = self._snapshot()
+        return sum(cpu - self._start.get(pid, 0.0) for pid, cpu in now.items())
+
+
+def start_firehose(sim: SimProcess, symbol: str, trades: int, batch: int) -> None:
+    """Ask for the firehose and wait until its trades are generated (the push starts)."""
+    sim.post(
+        "/sim/firehose",
+        {"category": "linear", "symbol": symbol, "trades": trades, "batch": batch},
+    )
+    deadline = time.monotonic() + 120
+    while (status := sim.get("/sim/firehose"))["state"] == "generating":
+        if time.monotonic() > deadline:
+            raise BenchError("firehose: generation took over 120 s")
+        time.sleep(0.005)
+    if status["state"] == "failed":
+        raise BenchError(f"firehose failed: {status['error']}")
+
+
+def count_trades(database_url: str) -> tuple[int, int]:
+    """(rows, distinct natural keys) in ``public_trades``."""
+    rows, keys = url_scalars(
+        database_url,
+        "SELECT count(*), count(DISTINCT category || ' ' || symbol || ' ' || trade_id) "
+        "FROM public_trades",
+    )
+    return int(rows), int(keys)
+
+
+def flat_out(
+    trades: int,
+    batch: int,
+    writer: str = "default",
+    database_url: str | None = None,
+    server_pid: int | None = None,
+    name: str = "flat_out",
+) -> FlatOutResult:
+    """The firehose into the recorder: committed trades/s, CPU per 1,000 trades, peak RSS.
+
+    ``database_url``: where the recorder records (default: a SQLite file of its own);
+    ``server_pid``: the database server's postmaster, whose CPU is measured too.
+    """
+    launch = Launch(["BTCUSDT"], ("--writer", writer, "--expect-trades", str(trades)), database_url)
+    with processes(["--trade-rate", "0", "--seed", "1"], launch) as (sim, [recorder]):
+        recorder.wait("ready", 60)
+        recorder.profile(name, idle=True)
+        start_firehose(sim, "BTCUSDT", trades, batch)
+        cpu_before = recorder.cpu_seconds()
+        server = TreeCpu(server_pid) if server_pid is not None else None
+        sim_ps = psutil.Process(sim.proc.pid)
+        sim_cpu_before = sum(sim_ps.cpu_times()[:2])
+        wall_before = time.monotonic()
+        reached = recorder.wait("reached", 60 + trades / 2000)
+        cpu = recorder.cpu_seconds() - cpu_before
+        server_cpu = server.since() if server is not None else None
+        sim_cpu = sum(sim_ps.cpu_times()[:2]) - sim_cpu_before
+        wall = time.monotonic() - wall_before
+        rss = recorder.peak_rss_mb()
+        status = sim.get("/sim/firehose")
+        stopped = recorder.stop()
+        stored, distinct = count_trades(recorder.database_url)
         truth = sim.trade_count("BTCUSDT")
-        seconds = (reached["last_commit_ns"] - reached["first_arrival_ns"]) / 1e9
-        result = FlatOutResult(
-            trades=trades,
-            batch=batch,
-            seconds=seconds,
-            cpu_seconds=cpu,
-            peak_rss_mb=rss,
-            sim_cpu_share=sim_cpu / wall,
-            stored=stored,
-            truth=truth,
-            details={"firehose": status, "recorder": stopped},
-        )
-        check_no_loss("flat out", stored, truth, stopped, expected=trades)
-        return result
+    seconds = (reached["last_commit_ns"] - reached["first_arrival_ns"]) / 1e9
+    result = FlatOutResult(
+        trades=trades,
+        batch=batch,
+        seconds=seconds,
+        cpu_seconds=cpu,
+        peak_rss_mb=rss,
+        sim_cpu_share=sim_cpu / wall,
+        stored=stored,
+        truth=truth,
+        database=recorder.database_url.split(":", 1)[0].split("+", 1)[0],
+        server_cpu_seconds=server_cpu,
+        details={"firehose": status, "recorder": stopped},
+    )
+    check_no_loss(name.replace("_", " "), stored, truth, stopped, expected=trades)
+    if distinct != stored:
+        raise BenchError(f"{name}: {stored} rows for {distinct} distinct trades")
+    return result
 
 
 def check_no_loss(
@@ -516,27 +659,29 @@ def realistic(
 ) -> RealisticResult:
     """``symbols`` linear symbols, ``trade_rate`` trades/s each and a ticker every 100 ms."""
     names = list(REALISTIC_SYMBOLS[:symbols])
-    with processes(["--trade-rate", str(trade_rate), "--seed", "2"]) as (sim, workdir):
-        recorder = RecorderProcess(sim, workdir, names, "--writer", writer, "--latency")
-        try:
-            recorder.wait("ready", 60)
-            recorder.profile(f"realistic_{writer}", idle=False)
-            time.sleep(warmup)
-            recorder.command("mark")
-            recorder.wait("marked", 10)
-            user_before, system_before = recorder.cpu_split()
-            wall_before = time.monotonic()
-            time.sleep(seconds)
-            user, system = recorder.cpu_split()
-            user, system = user - user_before, system - system_before
-            cpu = user + system
-            wall = time.monotonic() - wall_before
-            recorder.command("report")
-            report = recorder.wait("report", 10)
-            rss = recorder.peak_rss_mb()
-            stopped = recorder.stop()
-        finally:
-            recorder.kill()
+    launch = Launch(names, ("--writer", writer, "--latency"))
+    with processes(["--trade-rate", str(trade_rate), "--seed", "2"], launch) as (
+        sim,
+        [recorder],
+    ):
+        recorder.wait("ready", 60)
+        recorder.profile(f"realistic_{writer}", idle=False)
+        time.sleep(warmup)
+        recorder.command("mark")
+        recorder.wait("marked", 10)
+        user_before, system_before = recorder.cpu_split()
+        wall_before = time.monotonic()
+        time.sleep(seconds)
+        user, system = recorder.cpu_split()
+        user, system = user - user_before, system - system_before
+        cpu = user + system
+        wall = time.monotonic() - wall_before
+        recorder.command("report")
+        report = recorder.wait("report", 10)
+        if report["unclocked"]:
+            raise BenchError(f"realistic: {report['unclocked']} rows without an arrival time")
+        rss = recorder.peak_rss_mb()
+        stopped = recorder.stop()
         check_realistic_no_loss(sim, recorder.db_path, names, stopped)
         return RealisticResult(
             writer=writer,
@@ -584,7 +729,7 @@ def check_realistic_no_loss(
         problems.append(
             f"{stopped['trades_written']} trades written of {stopped['trades_received']} received"
         )
-    for key in ("reconnects", "rejected_frames", "rows_rejected", "buffered", "gaps"):
+    for key in ("reconnects", "rejected_frames", "rows_rejected", "buffered", "gaps", "outages"):
         if stopped.get(key):
             problems.append(f"{key}={stopped[key]}")
     if problems:

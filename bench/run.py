@@ -1,13 +1,18 @@
 """``make bench``: every benchmark scenario in one run, a table, and docs/benchmarks.md.
 
-    uv run python bench/run.py                 # the full run (about 3 minutes on 2 cores)
+    uv run python bench/run.py                 # the full run (about 6.5 minutes on 2 cores)
     uv run python bench/run.py --smoke         # every scenario at tiny sizes (the CI smoke)
+    uv run python bench/run.py --only postgresql   # the PostgreSQL scenarios alone
     uv run --with py-spy python bench/run.py --profile prof/   # py-spy the recorder too
 
 The pipeline stage compares our parser with cryptofeed's, which is an optional dependency
 (the ``bench`` group of the root pyproject): it runs in a throw-away environment made by
 ``uv run --isolated --group bench``, so the recorder's own environment stays as users have
 it. Without uv or cryptofeed the table says so and shows our figures alone.
+
+The PostgreSQL scenarios start a throwaway cluster with ``testing/pg_cluster.py`` (the test
+suite's); without the server binaries they are skipped, with one line in the log and one
+in the table.
 """
 
 from __future__ import annotations
@@ -23,9 +28,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import bench_pipeline
+import bench_postgres
 import bench_report
 import bench_scenarios
 from bench_frames import firehose_like_trades
+
+from bybit_sim import TruthTrade
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -40,6 +48,11 @@ class Sizes:
     warmup: float = 5.0
     pipeline_trades: int = 102_400
     repeats: int = 5
+    pg_limit_batches: tuple[int, ...] = (5_000, 20_000, 100_000)
+    #: the recorder flat out on the cluster with fsync on, too
+    durable_flat_out: bool = True
+    #: runs of two recorders into one database (their figure varies from run to run)
+    two_recorder_runs: int = 3
 
 
 SMOKE = Sizes(
@@ -49,6 +62,9 @@ SMOKE = Sizes(
     warmup=0.5,
     pipeline_trades=2_048,
     repeats=1,
+    pg_limit_batches=(1_000, 4_000),
+    durable_flat_out=False,
+    two_recorder_runs=1,
 )
 
 
@@ -101,45 +117,118 @@ def run(args: argparse.Namespace) -> bench_report.Run:
         bench_scenarios.PROFILE_DIR = Path(args.profile).resolve()
     report = bench_report.Run(smoke=args.smoke)
     started = time.monotonic()
+    sqlite = args.only in (None, "sqlite")
+    postgres = args.only in (None, "postgresql")
 
-    log("pipeline stages: parse + normalize, ours and cryptofeed's")
-    report.pipeline = run_pipeline(
-        size.pipeline_trades, size.repeats, with_peer=not args.smoke and not args.no_peer
-    )
-
-    log(f"limit: plain sqlite3 executemany of {size.trades:,} trade rows")
-    rows = firehose_like_trades(size.trades)
-    with tempfile.TemporaryDirectory(prefix="bench-limit-") as tmp:
-        report.limit = bench_scenarios.limit(rows, size.limit_batches, Path(tmp))
-    del rows
-
-    log(f"recorder flat out: {size.trades:,} trades through the simulator's firehose")
-    report.flat_out = bench_scenarios.flat_out(size.trades, size.frame)
-
-    for writer in ("default", "low_latency"):
-        log(f"recorder realistic, writer={writer}: {size.seconds:.0f} s")
-        report.realistic.append(
-            bench_scenarios.realistic(
-                writer, seconds=size.seconds, warmup=size.warmup, trade_rate=args.trade_rate
-            )
+    if sqlite:
+        log("pipeline stages: parse + normalize, ours and cryptofeed's")
+        report.pipeline = run_pipeline(
+            size.pipeline_trades, size.repeats, with_peer=not args.smoke and not args.no_peer
         )
+
+    trades = firehose_like_trades(size.trades)
+    if sqlite:
+        log(f"limit: plain sqlite3 executemany of {size.trades:,} trade rows")
+        with tempfile.TemporaryDirectory(prefix="bench-limit-") as tmp:
+            report.limit = bench_scenarios.limit(trades, size.limit_batches, Path(tmp))
+
+        log(f"recorder flat out: {size.trades:,} trades through the simulator's firehose")
+        report.flat_out = bench_scenarios.flat_out(size.trades, size.frame)
+
+        for writer in ("default", "low_latency"):
+            log(f"recorder realistic, writer={writer}: {size.seconds:.0f} s")
+            report.realistic.append(
+                bench_scenarios.realistic(
+                    writer, seconds=size.seconds, warmup=size.warmup, trade_rate=args.trade_rate
+                )
+            )
+    if postgres:
+        run_postgres(report, size, trades)
     bench_report.finish(report, time.monotonic() - started)
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_postgres(report: bench_report.Run, size: Sizes, trades: list[TruthTrade]) -> None:
+    """The PostgreSQL scenarios, on a cluster with fsync off, then restarted with it on.
+
+    Without server binaries, or when the cluster fails, ``report.postgres.skipped`` says
+    why in one line (what ran before a failure stays in the report).
+    """
+    pg = report.postgres
+    pg.version = bench_postgres.version()
+    pg.skipped = bench_postgres.unavailable()
+    if pg.skipped is not None:
+        log(pg.skipped)
+        return
+    try:
+        with bench_postgres.server() as server:
+            label = f"PostgreSQL ({server.label})"
+            log(f"{label} limit: plain psycopg COPY of {size.trades:,} trade rows")
+            pg.limit = bench_postgres.limit(trades, size.pg_limit_batches, server)
+            log(f"{label} recorder flat out: {size.trades:,} trades")
+            pg.flat_out = pg_flat_out(server, size, "pg_flat_out", pg)
+            for i in range(size.two_recorder_runs):
+                log(
+                    f"{label} two recorders, one database: {size.trades:,} trades, "
+                    f"run {i + 1} of {size.two_recorder_runs}"
+                )
+                pg.two_recorders.append(
+                    bench_postgres.two_recorders(size.trades, size.frame, server)
+                )
+            log(
+                "PostgreSQL: restarting the server with fsync, synchronous_commit and full_page_writes on"
+            )
+            server.make_durable()
+            label = f"PostgreSQL ({server.label})"
+            log(f"{label} limit: plain psycopg COPY of {size.trades:,} trade rows")
+            pg.durable_limit = bench_postgres.limit(trades, size.pg_limit_batches, server)
+            if size.durable_flat_out:
+                log(f"{label} recorder flat out: {size.trades:,} trades")
+                pg.durable_flat_out = pg_flat_out(server, size, "pg_durable_flat_out")
+    except bench_postgres.PostgresClusterError as error:
+        pg.skipped = f"the PostgreSQL cluster failed: {error}"
+        log(pg.skipped)
+
+
+def pg_flat_out(
+    server: bench_postgres.Server,
+    size: Sizes,
+    name: str,
+    sizes_into: bench_report.PostgresRun | None = None,
+) -> bench_scenarios.FlatOutResult:
+    """The recorder flat out into a fresh database; ``sizes_into``: note its row sizes."""
+    url = server.database()
+    result = bench_scenarios.flat_out(
+        size.trades, size.frame, database_url=url, server_pid=server.pid, name=name
+    )
+    if sizes_into is not None:
+        sizes_into.row_bytes = bench_postgres.row_bytes(url)
+    server.drop(url)
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks, not figures")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--no-peer", action="store_true", help="skip cryptofeed")
+    parser.add_argument(
+        "--only",
+        choices=("sqlite", "postgresql"),
+        help="sqlite: every scenario but PostgreSQL's; postgresql: PostgreSQL's alone",
+    )
     parser.add_argument("--profile", help="py-spy the recorder of each scenario into DIR")
-    parser.add_argument("--trades", type=int, help="trades for the limit and flat out")
+    parser.add_argument("--trades", type=int, help="trades for the limits and flat out")
     parser.add_argument("--seconds", type=float, help="measuring window of realistic runs")
     parser.add_argument(
         "--trade-rate", type=float, default=10.0, help="realistic: trades/s per symbol"
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     report = run(args)
     text = bench_report.document(report, (HERE / "method.md").read_text())
     lines = [*bench_report.machine(report), "", *bench_report.tables(report)]

@@ -1,13 +1,15 @@
 """``make bench`` at tiny sizes: every scenario runs, checks its counts and fills the table.
 
-The figures of such a run mean nothing; the point is that the benchmark cannot rot.
+The figures of such a run mean nothing; the point is that the benchmark cannot rot. The
+PostgreSQL scenarios are a test of their own, skipped (with the suite's one-line reason)
+on a machine without the server binaries.
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+import bench_postgres
 import bench_report
 import pytest
 import run
@@ -15,16 +17,15 @@ import run
 pytestmark = pytest.mark.bench
 
 
+def _document(report: bench_report.Run, tmp_path: Path) -> str:
+    document = bench_report.document(report, (Path(run.__file__).parent / "method.md").read_text())
+    output = tmp_path / "benchmarks.md"
+    output.write_text(document)
+    return output.read_text()
+
+
 def test_every_scenario_runs_at_tiny_sizes_and_writes_the_table(tmp_path: Path) -> None:
-    args = argparse.Namespace(
-        smoke=True,
-        trades=None,
-        seconds=None,
-        profile=None,
-        no_peer=True,
-        trade_rate=10.0,
-    )
-    report = run.run(args)
+    report = run.run(run.parse_args(["--smoke", "--no-peer", "--only", "sqlite"]))
 
     assert report.limit is not None
     assert report.limit.rows_per_second > 0
@@ -42,14 +43,67 @@ def test_every_scenario_runs_at_tiny_sizes_and_writes_the_table(tmp_path: Path) 
         assert 0 < realistic.cpu_share < 2
     assert report.pipeline is not None
     assert [s.frame_size for s in report.pipeline.stages] == ["1", "1-4", "100", "1024"]
-    assert all(s.normalizer_s > 0 and s.read_loop_s > 0 for s in report.pipeline.stages)
+    assert all(s.decoder_s > 0 and s.read_loop_s > 0 for s in report.pipeline.stages)
 
-    document = bench_report.document(report, (Path(run.__file__).parent / "method.md").read_text())
-    output = tmp_path / "benchmarks.md"
-    output.write_text(document)
-    text = output.read_text()
+    text = _document(report, tmp_path)
     for heading in ("**Limit**", "**Recorder, flat out**", "**Recorder, realistic**"):
         assert heading in text
     assert "Parse + normalize" in text
     assert "Machine" in text
     assert "writer=low_latency" in text
+
+
+@pytest.mark.postgresql
+def test_the_postgresql_scenarios_run_at_tiny_sizes(tmp_path: Path) -> None:
+    if bench_postgres.unavailable() is not None:
+        pytest.skip(bench_postgres.missing_binaries_reason())
+
+    report = run.run(run.parse_args(["--smoke", "--only", "postgresql"]))
+
+    pg = report.postgres
+    trades = run.SMOKE.trades
+    assert pg.skipped is None
+    for limit in (pg.limit, pg.durable_limit):
+        assert limit is not None
+        assert limit.rows == trades
+        assert set(limit.by_batch) == set(run.SMOKE.pg_limit_batches)
+        assert limit.rows_per_second > 0
+        assert limit.server_cpu_ms_per_1000 > 0
+    assert pg.durable_limit is not None
+    assert pg.durable_limit.durable
+    flat = pg.flat_out
+    assert flat is not None
+    assert flat.database == "postgresql"
+    assert flat.stored == flat.truth == flat.trades == trades
+    assert flat.trades_per_second > 0
+    assert flat.server_cpu_seconds is not None
+    assert flat.server_cpu_seconds > 0
+    assert len(pg.two_recorders) == run.SMOKE.two_recorder_runs
+    two = pg.two_recorders[0]
+    assert two.stored == two.distinct == two.truth == trades
+    assert sum(two.written) == trades
+    assert [w + d for w, d in zip(two.written, two.duplicates, strict=True)] == [trades] * 2
+    assert two.trades_per_second > 0
+
+    text = _document(report, tmp_path)
+    for heading in (
+        "**Limit, PostgreSQL**",
+        "**Recorder, flat out, PostgreSQL**",
+        "**Two recorders, one PostgreSQL database**",
+        "fsync, synchronous_commit and full_page_writes on",
+    ):
+        assert heading in text
+    assert "PostgreSQL 1" in text  # the server's version on the Software line
+
+
+def test_without_server_binaries_the_postgresql_rows_say_why_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bench_postgres, "find_postgres_binaries", lambda: None)
+    report = bench_report.Run(smoke=True)
+    run.run_postgres(report, run.SMOKE, [])
+
+    assert report.postgres.skipped is not None
+    assert "PostgreSQL server binaries not found" in report.postgres.skipped
+    rows = bench_report.postgres_rows(report.postgres)
+    assert rows == [("**PostgreSQL**", "not run", report.postgres.skipped, "", "")]

@@ -11,12 +11,21 @@ dir="$root/$(date +%Y-%m-%d)/demo_$(date +%H-%M-%S)"
 log=$(mktemp)
 base="http://127.0.0.1:$port"
 
+# One line, with the hint, when the port is taken (make demo checks it before this too).
+python3 "$(dirname "$0")/port_free.py" "$port" demo || exit 1
 $UV run bybit-sim --port "$port" --trade-rate 20 >"$log" 2>&1 &
 sim=$!
 trap 'kill $sim 2>/dev/null; wait $sim 2>/dev/null; rm -f "$log"' EXIT
 for _ in $(seq 100); do
     grep -q "^bybit-sim listening" "$log" && break
-    kill -0 $sim 2>/dev/null || { cat "$log"; exit 1; }
+    if ! kill -0 $sim 2>/dev/null; then
+        if grep -q "address already in use" "$log"; then
+            echo "port $port is in use (another bybit-sim?): pick a free one, e.g. make demo SIM_PORT=$((port + 1))" >&2
+        else
+            cat "$log" >&2
+        fi
+        exit 1
+    fi
     sleep 0.1
 done
 echo "simulator: $(grep -m1 '^bybit-sim listening' "$log")"
@@ -35,11 +44,13 @@ sleep $((seconds / 2))
 fault refuse_connections '{"seconds": 2}'
 fault drop_connections '{}'
 echo ">>> simulator dropped every connection and refuses reconnects for 2 s"
-wait $recorder
+status=0
+wait $recorder || status=$?
 
 echo
 echo "session folder: $dir"
 ls -la "$dir"
-$UV run python -m recorder.summary "$dir"
+$UV run python -m recorder_tools.summary "$dir"
 echo
 $UV run recorder-report "$dir"
+exit $status

@@ -13,11 +13,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bybit_adapter import TradeEvent
+from bybit_adapter import RestSettings, WebSocketSettings
+from bybit_records import Category, Trade
+from event_saver import WriterSettings
 
 _ids = itertools.count(1)
 
@@ -31,10 +33,11 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> No
         await asyncio.sleep(0.02)
 
 
-def make_trade(symbol: str = "BTCUSDT", trade_id: str | None = None, **kw: object) -> TradeEvent:
+def make_trade(symbol: str = "BTCUSDT", trade_id: str | None = None, **kw: object) -> Trade:
+    """A ``Trade`` record with distinct id, time and seq; override any field by keyword."""
     n = next(_ids)
     fields: dict[str, object] = {
-        "category": "linear",
+        "category": Category.LINEAR,
         "symbol": symbol,
         "trade_id": trade_id or f"id-{n}",
         "trade_time_ms": 1_700_000_000_000 + n,
@@ -46,10 +49,58 @@ def make_trade(symbol: str = "BTCUSDT", trade_id: str | None = None, **kw: objec
         "is_rpi": False,
         "seq": n,
         "exchange_ts_ms": 1_700_000_000_000 + n,
-        "received_ns": time.time_ns(),
+        "received_ts_ms": time.time_ns() // 1_000_000,
     }
     fields.update(kw)
-    return TradeEvent(**fields)  # type: ignore[arg-type]
+    return Trade(**fields)  # type: ignore[arg-type]
+
+
+# ---- one set of fast timings for every test that records --------------------------
+
+#: stream bounds scaled down so faults are found and healed within a second or two
+FAST_STREAM = WebSocketSettings(
+    ping_interval=0.5,
+    pong_timeout=1.0,
+    # Half of it is the jump between two frames' exchange stamps read as a pause: one
+    # second, more than the in-process simulator's loop stalls on a loaded machine.
+    silence_timeout=2.0,
+    stall_timeout=4.0,
+    open_timeout=1.0,
+    connect_timeout=1.0,
+    # generous: a loaded CI machine can take a second to answer (slow_ack tests use 3 s)
+    ack_timeout=2.0,
+    backoff_initial=0.05,
+    backoff_max=0.3,
+)
+FAST_PRIVATE = WebSocketSettings(
+    ping_interval=0.5,
+    pong_timeout=1.0,
+    silence_timeout=None,
+    stall_timeout=None,
+    open_timeout=1.0,
+    connect_timeout=1.0,
+    ack_timeout=2.0,
+    backoff_initial=0.05,
+    backoff_max=0.3,
+    auth_retry_min=0.5,
+)
+FAST_REST = RestSettings(timeout=2.0, max_retries=2, retry_initial=0.05, retry_max=0.1)
+FAST_WRITER = WriterSettings(batch_size=50, flush_interval=0.2)
+#: the same timings as Hydra overrides of the ``recorder`` command
+FAST_OVERRIDES = [
+    "connection.ping_interval_seconds=0.5",
+    "connection.pong_timeout_seconds=1",
+    "connection.stall_timeout_seconds=3",
+    "connection.open_timeout_seconds=1",
+    "connection.ack_timeout_seconds=2",
+    "connection.reconnect_initial_delay_seconds=0.1",
+    "connection.reconnect_max_delay_seconds=1",
+    "gap_threshold_seconds=1.5",
+    "flush_interval=0.3",
+    "health_log_interval=0.5",
+    "rest.timeout_seconds=1",
+    "rest.max_retries=2",
+]
 
 
 # ---- end-to-end helpers: real console scripts as subprocesses ----------------
@@ -69,11 +120,12 @@ def wait_sync(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 class SimProcess:
-    """``bybit-sim`` on a free port, as a subprocess."""
+    """``bybit-sim`` on a free port, as a subprocess (``prefix``: run it through, e.g.,
+    ``ip netns exec NS``; then pass ``--host`` an address of that namespace)."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, prefix: Sequence[str] = ()) -> None:
         self.proc = subprocess.Popen(
-            [script("bybit-sim"), "--port", "0", *args],
+            [*prefix, script("bybit-sim"), "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -84,10 +136,11 @@ class SimProcess:
         line = ""
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
-            match = re.search(r"listening on (http://[\d.]+:(\d+))", line)
+            match = re.search(r"listening on (http://([\d.]+):(\d+))", line)
             if match:
                 self.rest_url = match.group(1)
-                self.port = int(match.group(2))
+                self.host = match.group(2)
+                self.port = int(match.group(3))
                 break
             if not line and self.proc.poll() is not None:
                 break
@@ -98,7 +151,7 @@ class SimProcess:
             raise AssertionError(f"bybit-sim did not start: {line!r}")
 
     def network_overrides(self) -> list[str]:
-        base = f"ws://127.0.0.1:{self.port}"
+        base = f"ws://{self.host}:{self.port}"
         return [
             "network=local",
             f"network.rest_url={self.rest_url}",
@@ -152,3 +205,59 @@ def db_count(db: Path, sql: str) -> int:
 def db_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
         return list(conn.execute(sql).fetchall())
+
+
+# ---- the completeness invariant, checked against a simulator's truth -----------------
+
+
+def invariant_violations(engine: Any, truth: list[Any], symbol: str, until_ms: int) -> list[str]:
+    """What breaks "every trade is stored exactly once, or lies inside a gap that says so".
+
+    ``truth`` holds the simulator's trades (``trade_id``, ``time_ms``, ``price``, ``size``,
+    ``side``) of one symbol; trades after ``until_ms`` are not judged. A missing trade is
+    excused only by a ``partial`` gap's unrecovered range or an ``unfillable`` gap, never
+    by a ``filled`` one.
+    """
+    from sqlalchemy import select
+
+    from grid_db import tables
+
+    t, g = tables.public_trades.table.c, tables.gaps.table.c
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(t.trade_id, t.trade_time_ms, t.price, t.size, t.side).where(t.symbol == symbol)
+        ).all()
+        gaps = conn.execute(
+            select(g.fill_status, g.start_ts_ms, g.end_ts_ms, g.recovered_from_ts_ms).where(
+                g.symbol == symbol, g.stream == "publicTrade"
+            )
+        ).all()
+    problems = []
+    ids = [row.trade_id for row in stored]
+    if len(ids) != len(set(ids)):
+        problems.append(f"{symbol}: {len(ids) - len(set(ids))} duplicate trade(s) stored")
+    by_id = {row.trade_id: row for row in stored}
+
+    def excused(at: int) -> bool:
+        for gap in gaps:
+            if gap.fill_status == "unfillable" and gap.start_ts_ms <= at <= gap.end_ts_ms:
+                return True
+            if gap.fill_status == "partial" and gap.start_ts_ms <= at <= gap.recovered_from_ts_ms:
+                return True
+        return False
+
+    for trade in truth:
+        if trade.time_ms > until_ms:
+            continue
+        row = by_id.get(trade.trade_id)
+        if row is None:
+            if not excused(trade.time_ms):
+                problems.append(f"{symbol}: trade {trade.trade_id} at {trade.time_ms} missing")
+        elif (row.price, row.size, row.side, row.trade_time_ms) != (
+            trade.price,
+            trade.size,
+            trade.side,
+            trade.time_ms,
+        ):
+            problems.append(f"{symbol}: trade {trade.trade_id} stored with other values")
+    return problems

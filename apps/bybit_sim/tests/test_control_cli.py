@@ -7,13 +7,14 @@ import re
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from bybit_sim import BybitSimulator
 
-from .conftest import SimFactory
+from .conftest import SimFactory, subscribe
 
 
 async def test_control_endpoints(make_sim: SimFactory, session: aiohttp.ClientSession) -> None:
@@ -68,6 +69,72 @@ async def test_control_endpoints(make_sim: SimFactory, session: aiohttp.ClientSe
         stats = await r.json()
         assert stats["rest_requests"]["/v5/market/time"] == 1
         assert stats["faults"]["recent_trade_limit"] is None
+
+
+async def test_control_outage_faults(sim: BybitSimulator, session: aiohttp.ClientSession) -> None:
+    base = f"{sim.rest_url}/sim/faults"
+
+    async def post(name: str, body: Any) -> tuple[int, Any]:
+        async with session.post(f"{base}/{name}", json=body) as r:
+            return r.status, await r.json()
+
+    async with session.ws_connect(sim.public_ws_url.format(category="linear")) as ws:
+        await subscribe(ws, ["publicTrade.BTCUSDT"])
+        assert await post("pause", {"seconds": 0.5}) == (200, {"ok": True, "result": 1})
+        assert await post("pause", {"seconds": 0.5, "pongs": True}) == (
+            200,
+            {"ok": True, "result": 1},
+        )
+        assert await post("mute", {"symbol": "BTCUSDT", "seconds": 0.5, "category": "linear"}) == (
+            200,
+            {"ok": True, "result": 1},
+        )
+        assert await post("mute", {"symbol": "ETHUSDT", "seconds": 0.5}) == (
+            200,
+            {"ok": True, "result": 0},
+        )
+        assert await post("black-hole", {"seconds": 0.3}) == (200, {"ok": True, "result": None})
+        assert await post("slow_ack", {"seconds": 0.3, "count": 2}) == (
+            200,
+            {"ok": True, "result": None},
+        )
+        assert await post("slow-ack", {"seconds": 0.3}) == (200, {"ok": True, "result": None})
+        async with session.get(f"{sim.rest_url}/sim/stats") as r:
+            stats = await r.json()
+        faults = stats["faults"]
+        assert faults["paused_connections"] == 1
+        assert sorted((m["symbol"], m["category"]) for m in faults["muted"]) == [
+            ("BTCUSDT", "linear"),
+            ("ETHUSDT", None),
+        ]
+        assert faults["black_hole"] is True
+        assert faults["slow_ack"] == {"seconds": 0.3, "remaining": None}
+        assert stats["ws_upgrades_black_holed"] == 0
+        assert stats["ws_requests_delayed"] == 0
+        for name, body in [
+            ("pause", {}),
+            ("pause", {"seconds": "soon"}),
+            ("pause", {"seconds": -1}),
+            ("pause", {"seconds": 1, "pongs": "yes"}),
+            ("mute", {"seconds": 1}),
+            ("mute", {"symbol": "BTCUSDT"}),
+            ("mute", {"symbol": "BTCUSDT", "seconds": 1, "category": "futures"}),
+            ("mute", {"symbol": "", "seconds": 1}),
+            ("black_hole", {}),
+            ("black-hole", [1]),
+            ("slow_ack", {"count": 1}),
+            ("slow_ack", {"seconds": 0.1, "count": 0}),
+            ("slow-ack", {"seconds": 0.1, "count": "two"}),
+        ]:
+            status, reply = await post(name, body)
+            assert status == 400, (name, body, reply)
+            assert reply["ok"] is False
+        assert await post("clear", {}) == (200, {"ok": True, "result": None})
+    faults = sim.faults.status()
+    assert faults["paused_connections"] == 0
+    assert faults["muted"] == []
+    assert faults["black_hole"] is False
+    assert faults["slow_ack"] is None
 
 
 async def test_stop_is_idempotent(make_sim: SimFactory) -> None:

@@ -1,5 +1,6 @@
 """The Hydra config groups compose, and RecorderConfig validates them (no run, no subprocess)."""
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -9,9 +10,15 @@ from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf import DictConfig
 from pydantic import SecretStr
 
+from bybit_records import Category
 from recorder.config import (
+    MAINNET,
+    TESTNET,
     AccountConfig,
+    ConnectionConfig,
+    NetworkConfig,
     RecorderConfig,
+    RestConfig,
     compose_config,
     config_from_omegaconf,
     is_secret_key,
@@ -20,10 +27,11 @@ from recorder.config import (
 )
 from recorder.errors import ConfigError
 from recorder.paths import CONFIG_DIR_ENV, config_dir
+from recorder.redaction import SECRETS
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "conf" / "recorder.yaml.example"
 GROUP_OPTIONS = {
-    "symbols": {"btc", "eth", "btc_eth", "majors"},
+    "symbols": {"btc", "eth", "btc_eth", "majors", "custom"},
     "network": {"mainnet", "testnet", "local"},
     "account": {"none", "env"},
     "writer": {"default", "low_latency", "bulk"},
@@ -66,7 +74,7 @@ def problems(error: pytest.ExceptionInfo[ConfigError]) -> tuple[str, ...]:
 def test_defaults(validated: Callable[..., RecorderConfig], tmp_path: Path) -> None:
     config = validated()
     assert config.symbols == ("BTCUSDT",)
-    assert config.category == "linear"
+    assert config.category is Category.LINEAR
     assert config.database_url == f"sqlite:///{tmp_path}/x.db"
     assert config.testnet is False
     assert (config.batch_size, config.flush_interval, config.max_buffer_rows) == (100, 5.0, 100_000)
@@ -80,7 +88,9 @@ def test_defaults(validated: Callable[..., RecorderConfig], tmp_path: Path) -> N
     assert config.connection.model_dump() == {
         "ping_interval_seconds": 20,
         "pong_timeout_seconds": 10,
-        "stall_timeout_seconds": 30,
+        "stall_timeout_seconds": 10,
+        "open_timeout_seconds": 10,
+        "ack_timeout_seconds": 10,
         "reconnect_initial_delay_seconds": 1,
         "reconnect_max_delay_seconds": 60,
         "max_connects_per_5min": 100,
@@ -95,7 +105,13 @@ def test_group_has_the_documented_options(group: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "override", [f"{group}={option}" for group in GROUP_OPTIONS for option in GROUP_OPTIONS[group]]
+    "override",
+    [
+        f"{group}={option}"
+        for group in GROUP_OPTIONS
+        for option in GROUP_OPTIONS[group]
+        if option != "custom"
+    ],
 )
 @pytest.mark.usefixtures("api_keys")
 def test_every_group_option_composes_and_validates(
@@ -156,7 +172,7 @@ def test_top_level_and_nested_overrides(validated: Callable[..., RecorderConfig]
         "connection.ping_interval_seconds=5",
     )
     assert (config.batch_size, config.flush_interval) == (500, 10.0)
-    assert config.category == "inverse"
+    assert config.category is Category.INVERSE
     assert config.duration_seconds == 90
     assert config.network.rest_url == "http://localhost:9000"
     assert config.connection.ping_interval_seconds == 5
@@ -172,20 +188,32 @@ def test_unknown_key_without_plus_is_a_hydra_error(compose_cfg: Compose) -> None
         compose_cfg("bogus=1")
 
 
-def test_output_dir_interpolation_needs_a_run() -> None:
+def test_the_default_database_is_in_the_session_folder(tmp_path: Path) -> None:
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config")
-    with pytest.raises(ConfigError) as error:
-        config_from_omegaconf(cfg)
-    assert problems(error) == (
-        "database_url: ValueError raised while resolving interpolation: HydraConfig was not set",
+    config = config_from_omegaconf(cfg)  # no run needed: nothing to resolve
+    assert config.database_url is None
+    placed = config.with_database_in(tmp_path)
+    assert placed.database_url == f"sqlite:///{tmp_path}/recorder.db"
+    assert placed.with_database_in(tmp_path / "other") == placed  # an explicit URL stays
+
+
+def test_output_dir_interpolation_resolves_to_the_output_dir(tmp_path: Path) -> None:
+    config = compose_config(
+        ["symbols=btc_eth", "database_url=sqlite:///${hydra:runtime.output_dir}/mine.db"],
+        output_dir=tmp_path,
     )
-
-
-def test_compose_config_resolves_the_output_dir(tmp_path: Path) -> None:
-    config = compose_config(["symbols=btc_eth"], output_dir=tmp_path)
-    assert config.database_url == f"sqlite:///{tmp_path}/recorder.db"
+    assert config.database_url == f"sqlite:///{tmp_path}/mine.db"
     assert config.symbols == ("BTCUSDT", "ETHUSDT")
+
+
+def test_symbols_of_your_own(tmp_path: Path) -> None:
+    config = compose_config(["symbols=custom", "custom_symbols=[SOLUSDT,XRPUSDT]"])
+    assert config.symbols == ("SOLUSDT", "XRPUSDT")
+    assert "custom_symbols" not in config.redacted_dict()
+    with pytest.raises(ConfigError) as error:
+        compose_config(["symbols=custom"])
+    assert problems(error) == ("custom_symbols: Missing mandatory value: custom_symbols",)
 
 
 # --------------------------------------------------------------------------- validation
@@ -207,9 +235,27 @@ def test_compose_config_resolves_the_output_dir(tmp_path: Path) -> None:
         ),
         ("health_log_interval=-5", "health_log_interval: Input should be greater than 0 (got -5)"),
         ("duration_seconds=0", "duration_seconds: Input should be greater than 0 (got 0)"),
+        ("category=futures", "category: must be linear, spot or inverse (got 'futures')"),
         (
-            "category=futures",
-            "category: Input should be 'linear', 'spot', 'inverse' or 'option' (got 'futures')",
+            "category=option",
+            "category: options are not supported: Bybit keys option trades by base coin "
+            "(publicTrade.BTC), not by contract, and the recorder would store none; use linear, "
+            "spot or inverse (got 'option')",
+        ),
+        (
+            "database_url=mysql://rec:hunter2@db/x",
+            "database_url: unsupported database 'mysql': use sqlite:///PATH or "
+            "postgresql://USER@HOST/DB (got 'mysql://rec:***@db/x')",
+        ),
+        (
+            "database_url=postgresql+asyncpg://rec@db/x",
+            "database_url: unsupported database 'postgresql+asyncpg': use sqlite:///PATH or "
+            "postgresql://USER@HOST/DB (got 'postgresql+asyncpg://rec@db/x')",
+        ),
+        (
+            "database_url=recorder.db",
+            "database_url: must be a database URL such as sqlite:///path/to/recorder.db or "
+            "postgresql://user@host/db (got 'recorder.db')",
         ),
         ("symbols=[]", "symbols: Field required"),  # Hydra: selects no option of the group
         (
@@ -329,23 +375,64 @@ def test_secrets_never_appear_in_dumps(validated: Callable[..., RecorderConfig])
     }
 
 
-def test_secret_values_cannot_be_set_in_config(tmp_path: Path) -> None:
+def test_keys_in_a_config_file_only_its_owner_can_read(tmp_path: Path) -> None:
     file = tmp_path / "recorder.yaml"
-    file.write_text(
-        f"account:\n  api_key_env: A\n  api_secret_env: B\n  api_key: {KEY}\n  api_secret: {SECRET}\n"
-    )
+    file.write_text(f"account:\n  api_key: {KEY}\n  api_secret: {SECRET}\n")
+    file.chmod(0o644)
     with pytest.raises(ConfigError) as error:
         load_config(file, output_dir=tmp_path)
-    assert "account.api_key: Extra inputs are not permitted" in problems(error)
+    assert problems(error) == (
+        f"{file}: holds account.api_key/api_secret but others can read it (mode 0644): "
+        f"chmod 600 {file}",
+    )
+    file.chmod(0o600)
+    config = load_config(file, output_dir=tmp_path)
+    assert config.account is not None
+    assert config.account.api_key.get_secret_value() == KEY
+    assert config.account.api_secret.get_secret_value() == SECRET
+    assert config.account.keys_from == "config file"
+    for text in (repr(config), config.to_safe_json(), str(config.model_dump())):
+        assert KEY not in text
+        assert SECRET not in text
+    assert SECRETS.redact(f"key {KEY} secret {SECRET}") == "key *** secret ***"
+
+
+def test_keys_in_a_config_file_go_together(tmp_path: Path) -> None:
+    file = tmp_path / "recorder.yaml"
+    file.write_text(f"account:\n  api_key: {KEY}\n")
+    file.chmod(0o600)
+    with pytest.raises(ConfigError) as error:
+        load_config(file)
+    assert problems(error) == (
+        "account: api_key and api_secret must be given together, both non-empty",
+    )
     assert KEY not in str(error.value)
-    assert SECRET not in str(error.value)
+
+
+def test_keys_cannot_be_set_in_hydra_configs(tmp_path: Path) -> None:
+    (tmp_path / "account").mkdir()
+    (tmp_path / "account" / "mine.yaml").write_text(
+        f"# @package _global_\naccount:\n  api_key: {KEY}\n  api_secret: {SECRET}\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        compose_config(["account=mine"], extra_config_dir=tmp_path)
+    assert problems(error) == tuple(
+        f"account.{key}: API keys cannot be set in Hydra configs (Hydra saves them to "
+        ".hydra/config.yaml): use account=env, or a config file of your own with "
+        "recorder --config FILE"
+        for key in ("api_key", "api_secret")
+    )
+    assert KEY not in str(error.value)
 
 
 def test_redacted_dict_hides_database_password(validated: Callable[..., RecorderConfig]) -> None:
     config = validated("database_url=postgresql://rec:hunter2@db.example:5432/bybit")
     assert config.redacted_dict()["database_url"] == "postgresql://rec:***@db.example:5432/bybit"
     assert "hunter2" not in config.to_safe_json()
+    assert config.database_url is not None
     assert config.database_url.endswith("hunter2@db.example:5432/bybit")
+    # the password is now a known secret: hidden wherever it appears, not only in URLs
+    assert SECRETS.redact("password hunter2 refused") == "password *** refused"
 
 
 @pytest.mark.parametrize(
@@ -380,7 +467,7 @@ def test_load_config_fills_missing_keys_from_the_packaged_defaults(tmp_path: Pat
     assert config.flush_interval == 5.0
     assert config.network.rest_url == "http://localhost:1"
     assert config.network.public_ws_url == "wss://stream.bybit.com/v5/public/{category}"
-    assert config.database_url == f"sqlite:///{tmp_path}/run/recorder.db"
+    assert config.database_url is None
     overrides = ["symbols.0=SOLUSDT", "batch_size=250", "network.rest_url=http://localhost:1"]
     assert config == compose_config(overrides, output_dir=tmp_path / "run")
 
@@ -393,7 +480,7 @@ def test_load_config_accepts_str_paths_and_empty_files(
     monkeypatch.chdir(tmp_path)
     config = load_config(str(file))
     assert config == compose_config()
-    assert config.database_url == f"sqlite:///{tmp_path}/recorder.db"
+    assert config.database_url is None
 
 
 def test_load_config_missing_file(tmp_path: Path) -> None:
@@ -462,6 +549,8 @@ def test_example_file_loads(tmp_path: Path) -> None:
     config = load_config(EXAMPLE, output_dir=tmp_path)
     assert config.symbols == ("BTCUSDT", "ETHUSDT")
     assert config.account is None
+    # "The values below ARE those defaults, except symbols"
+    assert config == RecorderConfig(symbols=["BTCUSDT", "ETHUSDT"])
 
 
 @pytest.mark.usefixtures("api_keys")
@@ -472,8 +561,8 @@ def test_example_file_documents_every_key() -> None:
     for model in ("network", "connection"):
         for key in RecorderConfig.model_fields[model].annotation.model_fields:  # type: ignore[union-attr]
             assert f"  {key}:" in text, key
-    for key in AccountConfig.model_fields:
-        assert f"{key}:" in text, key
+    for name, field in AccountConfig.model_fields.items():
+        assert f"{field.alias or name}:" in text, name
 
 
 def test_validate_config_takes_plain_data(validated: Callable[..., RecorderConfig]) -> None:
@@ -498,3 +587,146 @@ def test_config_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv(CONFIG_DIR_ENV, str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match=CONFIG_DIR_ENV):
         config_dir()
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+def test_the_model_defaults_are_the_hydra_defaults() -> None:
+    """``RecorderConfig(symbols=[...])`` in code is what ``recorder`` runs with: same values."""
+    in_code = RecorderConfig(symbols=["BTCUSDT"])
+    composed = compose_config()
+    assert in_code == composed
+    assert in_code.model_dump() == composed.model_dump()
+    assert (in_code.database_url, in_code.testnet, in_code.batch_size) == (None, False, 100)
+    assert (in_code.flush_interval, in_code.gap_threshold_seconds) == (5.0, 5.0)
+    assert in_code.health_log_interval == 300.0
+    assert in_code.network == MAINNET
+    assert in_code.connection == ConnectionConfig()
+    assert in_code.rest == RestConfig()
+
+
+def test_the_network_and_account_groups_hold_the_model_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert compose_config(["network=testnet"]).network == TESTNET
+    assert compose_config(["network=mainnet"]).network == MAINNET == NetworkConfig()
+    monkeypatch.setenv("BYBIT_API_KEY", KEY)
+    monkeypatch.setenv("BYBIT_API_SECRET", SECRET)
+    assert compose_config(["account=env"]).account == AccountConfig()
+
+
+def test_a_config_built_in_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = RecorderConfig(
+        symbols=["ETHUSDT"],
+        category="spot",
+        account=AccountConfig(api_key=KEY, api_secret=SECRET),
+    )
+    assert config.symbols == ("ETHUSDT",)
+    assert config.category is Category.SPOT
+    assert config.account is not None
+    assert config.account.api_secret.get_secret_value() == SECRET
+    assert SECRET not in repr(config)
+    assert config.redacted_dict()["account"] == {
+        "api_key_env": "BYBIT_API_KEY",
+        "api_secret_env": "BYBIT_API_SECRET",
+    }
+    with pytest.raises(ValueError, match="symbols"):
+        RecorderConfig()  # type: ignore[call-arg]
+
+
+# --------------------------------------------------------------------------- testnet / network
+
+
+def test_testnet_in_code_selects_the_testnet_endpoints() -> None:
+    config = RecorderConfig(symbols=["BTCUSDT"], testnet=True)
+    assert config.network == TESTNET
+    assert RecorderConfig(symbols=["BTCUSDT"], network=TESTNET).testnet is True
+
+
+def test_testnet_in_a_file_selects_the_testnet_endpoints(tmp_path: Path) -> None:
+    file = tmp_path / "recorder.yaml"
+    file.write_text("symbols: [BTCUSDT]\ntestnet: true\n")
+    config = load_config(file)
+    assert config.testnet is True
+    assert config.network == TESTNET
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (
+            {"testnet": True, "network": MAINNET.model_dump()},
+            "testnet: true contradicts network.rest_url https://api.bybit.com (Bybit mainnet): "
+            "use network=testnet, or leave testnet out",
+        ),
+        (
+            {"testnet": False, "network": TESTNET.model_dump()},
+            "testnet: false contradicts network.rest_url https://api-testnet.bybit.com "
+            "(Bybit testnet): use network=mainnet, or leave testnet out",
+        ),
+        (
+            {"network": {**MAINNET.model_dump(), "rest_url": "https://api-testnet.bybit.com"}},
+            "network: the endpoints disagree (network.rest_url is Bybit testnet, "
+            "network.public_ws_url is Bybit mainnet, network.private_ws_url is Bybit mainnet)",
+        ),
+    ],
+)
+def test_testnet_and_network_cannot_disagree(data: dict[str, object], problem: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        validate_config({"symbols": ["BTCUSDT"], **data})
+    assert problems(error) == (problem,)
+
+
+def test_testnet_with_another_host_is_a_label(validated: Callable[..., RecorderConfig]) -> None:
+    # the simulator, or a proxy: the recorder cannot tell which network is behind it
+    assert validated("network=local", "testnet=true").testnet is True
+    assert validated("network=local").testnet is False
+
+
+def test_network_testnet_against_an_explicit_testnet_false(compose_cfg: Compose) -> None:
+    with pytest.raises(ConfigError) as error:
+        config_from_omegaconf(compose_cfg("network=testnet", "testnet=false"))
+    assert problems(error)[0].startswith("testnet: false contradicts network.rest_url")
+
+
+# --------------------------------------------------------------------------- compose errors
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        (["foo=1"], "foo: unknown key"),
+        (["bacth_size=5"], "bacth_size: unknown key; did you mean batch_size?"),
+        (
+            ["connection.ping_intervall_seconds=5"],
+            "connection.ping_intervall_seconds: unknown key; did you mean connection.ping_interval_seconds?",
+        ),
+        (["+batch_size=5"], "batch_size: already set; give it without the leading +"),
+        (
+            ["symbols=doge"],
+            "symbols: no option 'doge' (options: btc, btc_eth, custom, eth, majors; or a list "
+            "of your own: symbols=[SOLUSDT,XRPUSDT])",
+        ),
+        (["network=moon"], "network: no option 'moon' (options: local, mainnet, testnet)"),
+        (
+            ["batch_size=["],
+            "cannot parse the override 'batch_size=[': no viable alternative at input '['",
+        ),
+    ],
+)
+def test_what_hydra_cannot_compose_is_one_line_naming_the_key(
+    overrides: list[str], problem: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        compose_config(overrides)
+    assert problems(error) == (problem,)
+
+
+def test_config_files_are_not_world_readable_by_accident(tmp_path: Path) -> None:
+    # the refusal is about the mode, whatever the umask made of it
+    file = tmp_path / "recorder.yaml"
+    file.write_text(f"account: {{api_key: {KEY}, api_secret: {SECRET}}}\n")
+    os.chmod(file, 0o640)
+    with pytest.raises(ConfigError, match=r"mode 0640"):
+        load_config(file)

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shlex
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
-from testkit import SimProcess, db_count, db_rows, script, wait_sync
+from testkit import FAST_OVERRIDES, SimProcess, db_count, db_rows, script, wait_sync
 
 pytestmark = pytest.mark.e2e
 
-FAST = [
-    "connection.ping_interval_seconds=1",
-    "connection.pong_timeout_seconds=2",
-    "flush_interval=0.5",
-    "health_log_interval=1",
-]
 TRADES = "SELECT count(*) FROM public_trades"
 
 
@@ -88,7 +87,7 @@ def test_single_session_ends_cleanly_on_a_signal(
 ) -> None:
     run_dir = tmp_path / "session"
     proc = start_recorder(
-        ["symbols=btc_eth", *sim.network_overrides(), *FAST, f"hydra.run.dir={run_dir}"]
+        ["symbols=btc_eth", *sim.network_overrides(), *FAST_OVERRIDES, f"hydra.run.dir={run_dir}"]
     )
     db = run_dir / "recorder.db"
     try:
@@ -111,7 +110,12 @@ def test_single_session_ends_cleanly_on_a_signal(
 def test_duration_ends_the_session(sim: SimProcess, tmp_path: Path) -> None:
     run_dir = tmp_path / "timed"
     proc = start_recorder(
-        [*sim.network_overrides(), *FAST, "duration_seconds=2", f"hydra.run.dir={run_dir}"]
+        [
+            *sim.network_overrides(),
+            *FAST_OVERRIDES,
+            "duration_seconds=2",
+            f"hydra.run.dir={run_dir}",
+        ]
     )
     rc, out = finish(proc)
     assert rc == 0, out
@@ -124,7 +128,13 @@ def test_multirun_records_two_groups_at_once_and_stops_both_on_one_sigint(
 ) -> None:
     sweep = tmp_path / "sweep"
     proc = start_recorder(
-        ["-m", "symbols=btc,eth", *sim.network_overrides(), *FAST, f"hydra.sweep.dir={sweep}"]
+        [
+            "-m",
+            "symbols=btc,eth",
+            *sim.network_overrides(),
+            *FAST_OVERRIDES,
+            f"hydra.sweep.dir={sweep}",
+        ]
     )
     dbs = {name: sweep / name / "recorder.db" for name in ("0_btc", "1_eth")}
     try:
@@ -161,7 +171,7 @@ def test_private_streams_are_recorded_without_a_trace_of_the_secret(
     run_dir = tmp_path / "private"
     env = {"BYBIT_API_KEY": "e2e-key-4b1f", "BYBIT_API_SECRET": "e2e-secret-9c1d"}
     proc = start_recorder(
-        ["account=env", *sim.network_overrides(), *FAST, f"hydra.run.dir={run_dir}"], env
+        ["account=env", *sim.network_overrides(), *FAST_OVERRIDES, f"hydra.run.dir={run_dir}"], env
     )
     db = run_dir / "recorder.db"
     try:
@@ -181,3 +191,65 @@ def test_private_streams_are_recorded_without_a_trace_of_the_secret(
             assert b"e2e-secret-9c1d" not in data, path
             assert b"e2e-key-4b1f" not in data, path
     assert "e2e-secret-9c1d" not in out
+
+
+def test_session_json_says_how_to_run_the_session_again(sim: SimProcess, tmp_path: Path) -> None:
+    run_dir = tmp_path / "session"
+    proc = start_recorder(
+        [
+            *sim.network_overrides(),
+            *FAST_OVERRIDES,
+            "symbols=[SOLUSDT,BTCUSDT]",
+            "duration_seconds=1",
+            f"hydra.run.dir={run_dir}",
+        ]
+    )
+    rc, out = finish(proc)
+    assert rc == 0, out
+    info = json.loads((run_dir / "session.json").read_text())
+    assert shlex.split(info["reproduce"]) == info["command"]
+    assert info["command"][0] == "recorder"
+    assert info["environment"] == []
+    # the shell line runs as it is: quotes (the URL's braces) survive the shell
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    again = subprocess.run(
+        ["bash", "-c", info["reproduce"] + " --cfg job"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0, again.stderr
+    cfg = yaml.safe_load(again.stdout)
+    assert cfg["network"]["public_ws_url"] == f"ws://127.0.0.1:{sim.port}/v5/public/{{category}}"
+    assert cfg["custom_symbols"] == ["SOLUSDT", "BTCUSDT"]
+    assert cfg["duration_seconds"] == 1
+
+
+def test_session_json_names_a_commit_git_can_check_out(sim: SimProcess, tmp_path: Path) -> None:
+    run_dir = tmp_path / "session"
+    rc, out = finish(
+        start_recorder([*sim.network_overrides(), "duration_seconds=1", f"hydra.run.dir={run_dir}"])
+    )
+    assert rc == 0, out
+    info = json.loads((run_dir / "session.json").read_text())
+    revision, dirty = info["git_revision"], info["git_dirty"]
+    if revision is None:
+        pytest.skip("not running from a git checkout")
+    assert re.fullmatch(r"[0-9a-f]{40}", revision)
+    assert info["git_commit"] == revision + ("-dirty" if dirty else "")
+    repo = Path(__file__).resolve().parent
+    exists = subprocess.run(["git", "cat-file", "-e", f"{revision}^{{commit}}"], cwd=repo)
+    assert exists.returncode == 0
+    diff = run_dir / "git.diff"
+    assert diff.exists() is dirty
+    if dirty:  # the uncommitted changes, in a form `git apply` takes
+        numstat = subprocess.run(
+            ["git", "apply", "--numstat", str(diff)],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+        )
+        assert numstat.returncode == 0, numstat.stderr
+        assert numstat.stdout.strip()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,23 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from recorder.completeness import CompletenessReport, SymbolReport, check_completeness, load_truth
-from testkit import SimProcess, db_count, db_rows, script, wait_sync
+from grid_db.repositories import DEAD_RUN_ERROR
+from recorder_tools.check import CompletenessReport, SymbolReport, check_completeness, load_truth
+from testkit import FAST_OVERRIDES, SimProcess, db_count, db_rows, script, wait_sync
 
 pytestmark = pytest.mark.e2e
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
-FAST = [
-    "connection.ping_interval_seconds=0.5",
-    "connection.pong_timeout_seconds=1",
-    "connection.stall_timeout_seconds=3",
-    "connection.reconnect_initial_delay_seconds=0.1",
-    "connection.reconnect_max_delay_seconds=1",
-    "flush_interval=0.3",
-    "health_log_interval=0.5",
-    "rest.timeout_seconds=1",
-    "rest.max_retries=2",
-]
 TRADES = "SELECT count(*) FROM public_trades"
 
 
@@ -76,7 +67,7 @@ class Session:
                 script("recorder"),
                 "symbols=btc_eth",
                 *sim.network_overrides(),
-                *FAST,
+                *FAST_OVERRIDES,
                 *args,
                 f"hydra.run.dir={run_dir}",
             ],
@@ -149,8 +140,8 @@ def test_abrupt_drop_with_refused_reconnects_is_filled(sim: SimProcess, tmp_path
     session.wait_trades(30)
     sim.post("/sim/faults/refuse_connections", {"seconds": 3})
     sim.post("/sim/faults/drop_connections", {})
-    session.wait_log(r"gap linear ETHUSDT disconnect: filled")
-    session.wait_log(r"gap linear BTCUSDT disconnect: filled")
+    session.wait_log(r"gap publicTrade linear ETHUSDT disconnect: filled")
+    session.wait_log(r"gap publicTrade linear BTCUSDT disconnect: filled")
     count = session.trades()
     session.wait_trades(count + 10)
     assert session.stop() == 0, session.output[-3000:]
@@ -170,11 +161,11 @@ def test_a_stall_is_replaced_within_the_configured_time(sim: SimProcess, tmp_pat
     session.wait_trades(20)
     stalled_at = time.monotonic()
     sim.post("/sim/faults/stall", {"seconds": 30})
-    session.wait_log(r"(no pong within|no data for).*replacing the connection", timeout=15)
+    session.wait_log(r"connection lost \((pong_timeout|stall)", timeout=15)
     detected_after = time.monotonic() - stalled_at
     # ping every 0.5 s + 1 s pong timeout, or 3 s without data: well under 4 s
     assert detected_after < 4.5
-    session.wait_log(r"gap linear BTCUSDT (pong_timeout|stall): filled")
+    session.wait_log(r"gap publicTrade linear BTCUSDT (pong_timeout|stall): filled")
     count = session.trades()
     session.wait_trades(count + 10)
     assert session.stop() == 0
@@ -197,7 +188,7 @@ def test_a_reconnect_storm_is_paced_and_loses_nothing(sim: SimProcess, tmp_path:
     wait_sync(lambda: "reconnecting in" in session.log(), 5, "backoff")
     count = session.trades()
     session.wait_trades(count + 20, timeout=60)
-    session.wait_log(r"gap linear ETHUSDT disconnect: filled")
+    session.wait_log(r"gap publicTrade linear ETHUSDT disconnect: filled")
     time.sleep(0)  # the last outage's reconciliation is awaited by stop()
     assert session.stop() == 0
     assert_invariant(session.report())
@@ -213,7 +204,7 @@ def test_rest_failing_during_reconciliation_records_unfillable_gaps(
     sim.post("/sim/faults/rest_errors", {"kind": kind, "count": 1000})
     sim.post("/sim/faults/refuse_connections", {"seconds": 1})
     sim.post("/sim/faults/drop_connections", {})
-    session.wait_log(r"gap linear BTCUSDT disconnect: unfillable", timeout=60)
+    session.wait_log(r"gap publicTrade linear BTCUSDT disconnect: unfillable", timeout=60)
     assert session.proc.poll() is None, "the recorder must keep running"
     count = session.trades()
     session.wait_trades(count + 10)
@@ -230,7 +221,7 @@ def test_a_transient_rest_failure_is_retried_and_filled(sim: SimProcess, tmp_pat
     session.wait_trades(10)
     sim.post("/sim/faults/rest_errors", {"kind": "http502", "count": 2})
     sim.post("/sim/faults/drop_connections", {})
-    session.wait_log(r"gap linear BTCUSDT disconnect: filled")
+    session.wait_log(r"gap publicTrade linear BTCUSDT disconnect: filled")
     assert session.stop() == 0
     report = check_completeness(session.db, load_truth(sim.rest_url, symbols=["BTCUSDT"]))
     assert_invariant(report)
@@ -244,8 +235,8 @@ def test_an_outage_longer_than_the_rest_window_is_partial_and_exact(
     sim.post("/sim/faults/recent_trade_limit", {"n": 5})
     sim.post("/sim/faults/refuse_connections", {"seconds": 3})
     sim.post("/sim/faults/drop_connections", {})
-    session.wait_log(r"gap linear BTCUSDT disconnect: partial")
-    session.wait_log(r"gap linear ETHUSDT disconnect: partial")
+    session.wait_log(r"gap publicTrade linear BTCUSDT disconnect: partial")
+    session.wait_log(r"gap publicTrade linear ETHUSDT disconnect: partial")
     count = session.trades()
     session.wait_trades(count + 10)
     assert session.stop() == 0
@@ -346,6 +337,21 @@ def test_sigkill_leaves_a_sound_database_and_the_next_session_marks_the_run_abor
     assert db_count(db, TRADES) > committed
 
 
+def test_sigkill_with_the_default_per_session_database_is_marked_aborted_by_the_next_session(
+    sim: SimProcess, tmp_path: Path
+) -> None:
+    first = Session(sim, tmp_path / "first")
+    first.wait_trades(30)
+    first.kill()
+    assert first.run_status() == [("running",)]
+    second = Session(sim, tmp_path / "second")
+    second.wait_log(r"run \S+ \(pid \d+\) in \S+first had ended without closing; marked aborted")
+    second.wait_trades(5)
+    assert second.stop() == 0
+    assert db_rows(first.db, "SELECT status, error FROM runs") == [("aborted", DEAD_RUN_ERROR)]
+    assert second.run_status() == [("completed",)]  # its own database holds its own run only
+
+
 def test_malformed_frames_are_counted_kept_and_not_flooding_the_log(
     sim: SimProcess, tmp_path: Path
 ) -> None:
@@ -372,12 +378,14 @@ def test_a_wrong_api_key_fails_clearly_while_public_recording_continues(
     session = Session(sim, tmp_path / "s", "account=env", env=env)
     session.wait_log(r"private auth failed \(invalid_key\)")
     session.wait_trades(40)
-    assert session.stop() == 0
-    attempts = len(re.findall(r"private auth failed", session.log()))
+    assert session.stop() == 1  # the run did not record what it was asked to
+    attempts = len(re.findall(r"private: private auth failed", session.log()))
     assert 1 <= attempts <= 3, "auth failures back off; they never spin"
     assert "not-the-secret" not in session.log()
     assert_invariant(session.report())
-    assert session.run_status() == [("completed",)]
+    ((status, error),) = db_rows(session.db, "SELECT status, error FROM runs")
+    assert status == "error"
+    assert error.startswith("private auth never succeeded (")
 
 
 def test_private_recording_resumes_after_a_drop_and_missed_executions_are_recovered(
@@ -393,7 +401,7 @@ def test_private_recording_resumes_after_a_drop_and_missed_executions_are_recove
     )
     sim.post("/sim/faults/refuse_connections", {"seconds": 4})
     sim.post("/sim/faults/drop_connections", {})
-    session.wait_log(r"private gap linear \(disconnect\)", timeout=40)
+    session.wait_log(r"gap execution linear - disconnect: filled", timeout=40)
     stopped_ms = time.time_ns() // 1_000_000
     assert session.stop() == 0
     stored = {r[0] for r in db_rows(session.db, "SELECT exec_id FROM private_executions")}
@@ -427,6 +435,32 @@ def test_an_unusable_database_fails_clearly_and_creates_nothing(tmp_path: Path, 
     assert not (run_dir / "recorder.db").exists()
 
 
+def test_an_unreachable_postgresql_fails_in_one_line_within_its_connect_timeout(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    run_dir = tmp_path / "s"
+    began = time.monotonic()
+    proc = subprocess.run(
+        [
+            script("recorder"),
+            "network=local",
+            f"database_url=postgresql://rec@127.0.0.1:{port}/recorder",
+            f"hydra.run.dir={run_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 3, output[-2000:]
+    assert re.search(rf"cannot use the database postgresql\S*127\.0\.0\.1:{port}", output)
+    assert "Traceback" not in output
+    assert time.monotonic() - began < 30
+
+
 def test_an_expired_signature_from_clock_skew_is_reported_while_public_recording_continues(
     tmp_path: Path,
 ) -> None:
@@ -446,9 +480,11 @@ def test_an_expired_signature_from_clock_skew_is_reported_while_public_recording
         session = Session(skewed, tmp_path / "s", "account=env", env=env)
         session.wait_log(r"private auth failed \(expired\): Params Error; check the clock")
         session.wait_trades(40)
-        assert session.stop() == 0
+        assert session.stop() == 1
         assert "private: authenticated" not in session.log()
         assert_invariant(session.report())
-        assert session.run_status() == [("completed",)]
+        ((status, error),) = db_rows(session.db, "SELECT status, error FROM runs")
+        assert status == "error"
+        assert "private auth failed (expired): Params Error" in error
     finally:
         skewed.stop()

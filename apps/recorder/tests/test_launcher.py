@@ -6,6 +6,7 @@ SIGTERM, then writes ``FLUSHED reason=<signal>``. The plugin is found because th
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -263,3 +264,13 @@ def test_single_run_does_not_use_the_launcher(probe_app: list[str], tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert (run_dir / "heartbeat.txt").read_text().splitlines()[-1] == "FLUSHED reason=done beats=3"
     assert (run_dir / "probe.log").exists()
+
+
+def test_the_launchers_lines_are_redacted(start_sweep: Callable[..., Sweep]) -> None:
+    """The launcher logs every job's overrides: a URL's password is masked on the way out."""
+    sweep = start_sweep("name=a,b", "beats=3", "+url=postgresql://rec:PW-launcher-5e1@db/x")
+    assert sweep.process.wait(TIMEOUT_S) == 0, sweep.output()
+    output = sweep.output()
+    assert "PW-launcher-5e1" not in output
+    # (Hydra escapes the override it shows: postgresql\://rec\:...)
+    assert re.search(r"#0 : .*\+url=postgresql\\?://rec\\?:\*\*\*@db/x", output), output

@@ -12,45 +12,13 @@ from typing import Any
 
 import pytest
 
-from bybit_sim import BybitSimulator
+from bybit_records import Trade
 from event_saver import ReconcilerStats, WriterStats
-from grid_db import DatabaseFactory, DatabaseSettings
-from recorder.config import RecorderConfig, compose_config
+from grid_db import DatabaseFactory
 from recorder.health import HealthSnapshot, StreamHealth
 from recorder.health_file import HealthFileWriter, read_health_file
 from recorder.session import Recorder
 from testkit import wait_until
-
-FAST = [
-    "symbols=btc_eth",
-    "flush_interval=0.2",
-    "health_log_interval=0.2",
-    "connection.ping_interval_seconds=0.3",
-    "connection.pong_timeout_seconds=0.5",
-    "connection.reconnect_initial_delay_seconds=0.05",
-    "connection.reconnect_max_delay_seconds=0.3",
-]
-
-
-def config_for(sim: BybitSimulator, tmp_path: Path, *overrides: str) -> RecorderConfig:
-    return compose_config(
-        [
-            f"network.rest_url={sim.rest_url}",
-            f"network.public_ws_url='{sim.public_ws_url}'",
-            f"network.private_ws_url={sim.private_ws_url}",
-            f"database_url=sqlite:///{tmp_path / 'recorder.db'}",
-            *FAST,
-            *overrides,
-        ],
-        output_dir=tmp_path,
-    )
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Any:
-    db = DatabaseFactory(DatabaseSettings(url=f"sqlite:///{tmp_path / 'recorder.db'}"))
-    yield db
-    db.dispose()
 
 
 def free_port() -> int:
@@ -77,9 +45,9 @@ def metric(text: str, name: str, **labels: str) -> float | None:
 
 
 async def test_health_json_is_written_at_start_on_every_tick_and_at_stop(
-    sim: BybitSimulator, tmp_path: Path, database: DatabaseFactory
+    make_config: Any, tmp_path: Path, db: DatabaseFactory
 ) -> None:
-    recorder = Recorder(config_for(sim, tmp_path), database, tmp_path)
+    recorder = Recorder(make_config("health_log_interval=0.2"), db, tmp_path)
     path = tmp_path / "health.json"
     await recorder.start()
     try:
@@ -125,10 +93,10 @@ def _messages(path: Path) -> int:
 
 
 async def test_prometheus_endpoint_serves_the_counters_when_metrics_port_is_set(
-    sim: BybitSimulator, tmp_path: Path, database: DatabaseFactory
+    make_config: Any, tmp_path: Path, db: DatabaseFactory
 ) -> None:
     port = free_port()
-    recorder = Recorder(config_for(sim, tmp_path, f"metrics_port={port}"), database, tmp_path)
+    recorder = Recorder(make_config(f"metrics_port={port}"), db, tmp_path)
     await recorder.start()
     try:
         assert recorder.metrics is not None
@@ -160,17 +128,19 @@ async def test_prometheus_endpoint_serves_the_counters_when_metrics_port_is_set(
 
 
 async def test_a_taken_metrics_port_does_not_stop_the_recording(
-    sim: BybitSimulator, tmp_path: Path, database: DatabaseFactory
+    make_config: Any, tmp_path: Path, db: DatabaseFactory
 ) -> None:
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        recorder = Recorder(config_for(sim, tmp_path, f"metrics_port={port}"), database, tmp_path)
+        recorder = Recorder(make_config(f"metrics_port={port}"), db, tmp_path)
         await recorder.start()
         try:
             assert recorder.metrics is None
-            await wait_until(lambda: recorder.trades.stats().written > 0, timeout=10)
+            await wait_until(
+                lambda: recorder.pipeline.writer(Trade).stats().written > 0, timeout=10
+            )
         finally:
             await recorder.stop()
 

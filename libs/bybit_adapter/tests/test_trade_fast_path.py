@@ -1,15 +1,15 @@
-"""``trades_from_raw``: the typed fast path for publicTrade frames agrees with the generic one.
+"""``TradeDecoder.fast``: the typed hot path for publicTrade frames agrees with ``frame``.
 
-For every frame it accepts, its events equal those the generic path (decode into dicts,
-``normalize_public``) makes; every frame it declines is left to the generic path.
+It accepts exactly the non-empty trade frames ``TradeDecoder.frame`` accepts, with equal
+records; every frame it declines is left to the stream's generic path.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +18,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bybit_adapter import (
-    BybitNormalizer,
-    FrameRejected,
-    PublicWebSocketClient,
-    TradeEvent,
-    WebSocketSettings,
-)
-from bybit_adapter.normalizer import trades_from_raw
+from bybit_adapter import FrameRejected, PublicStream, TickerDecoder, TradeDecoder
+from bybit_records import Category, Ticker, Trade
+
+from .conftest import FAST, RECEIVED_NS, RecordingSink
 
 CAPTURED = Path(__file__).parent / "fixtures" / "captured"
-RECEIVED_NS = 1_700_000_000_123_456_789
 DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
 
-def _trade_frames() -> list[tuple[str, dict[str, Any]]]:
+def _trade_frames() -> list[tuple[Category, dict[str, Any]]]:
     out = []
     for path in sorted(CAPTURED.glob("*.jsonl")):
         category = (
-            "option" if "_option_" in path.name else "spot" if "_spot_" in path.name else None
+            Category.OPTION
+            if "_option_" in path.name
+            else Category.SPOT
+            if "_spot_" in path.name
+            else None
         )
         for line in path.read_text(encoding="utf-8").splitlines():
             if not line.strip():
@@ -45,7 +44,8 @@ def _trade_frames() -> list[tuple[str, dict[str, Any]]]:
             if not frame["topic"].startswith("publicTrade."):
                 continue
             symbol = frame["topic"].rsplit(".", 1)[-1]
-            cat = category or ("inverse" if symbol.endswith(("USD", "USDU23")) else "linear")
+            inverse = symbol.endswith(("USD", "USDU23"))
+            cat = category or (Category.INVERSE if inverse else Category.LINEAR)
             out.append((cat, frame))
     return out
 
@@ -53,46 +53,46 @@ def _trade_frames() -> list[tuple[str, dict[str, Any]]]:
 TRADE_FRAMES = _trade_frames()
 
 
-def generic(category: str, raw: str | bytes) -> list[TradeEvent] | str:
-    """What the generic path makes of a frame: its events, or why it refused it."""
+def generic(category: Category, raw: str | bytes) -> list[Trade] | str:
+    """What the generic path makes of a frame: its records, or why it refused it."""
     try:
         message = msgspec.json.decode(raw)
         if not isinstance(message, dict):
             return "not an object"
-        events = BybitNormalizer().normalize_public(category, message, RECEIVED_NS)
+        return TradeDecoder(category).frame(message, RECEIVED_NS)
     except FrameRejected as exc:
         return exc.reason
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
         return f"undecodable: {exc}"
-    return events  # type: ignore[return-value]
 
 
-def assert_agrees(category: str, raw: str | bytes) -> list[TradeEvent] | None:
-    fast = trades_from_raw(category, raw, RECEIVED_NS)
+def assert_agrees(category: Category, raw: str | bytes) -> list[Trade] | None:
+    fast = TradeDecoder(category).fast(raw, RECEIVED_NS)
     if fast is not None:
         assert fast == generic(category, raw)
         assert fast, "the fast path never returns an empty list"
     return fast
 
 
-def test_captured_trade_frames_take_the_fast_path_with_identical_events() -> None:
-    assert {c for c, _ in TRADE_FRAMES} == {"linear", "inverse", "spot", "option"}
+def test_captured_trade_frames_take_the_fast_path_with_identical_records() -> None:
+    assert {c for c, _ in TRADE_FRAMES} == set(Category)
     for category, frame in TRADE_FRAMES:
         raw = json.dumps(frame)
-        events = assert_agrees(category, raw)
-        assert events is not None, frame
-        assert assert_agrees(category, raw.encode()) == events  # binary frames too
+        records = assert_agrees(category, raw)
+        assert records is not None, frame
+        assert assert_agrees(category, raw.encode()) == records  # binary frames too
+        assert all(r.category is category for r in records)
 
 
-def test_large_frames_share_strings_and_stay_equal() -> None:
-    category, frame = next((c, f) for c, f in TRADE_FRAMES if c == "linear")
+def test_large_frames_stay_equal() -> None:
+    """Above eight trades the decimals are checked in one regex call: same records."""
+    category, frame = next((c, f) for c, f in TRADE_FRAMES if c is Category.LINEAR)
     big = copy.deepcopy(frame)
     big["data"] = [dict(frame["data"][0], i=f"id-{n}") for n in range(50)]
-    events = assert_agrees(category, json.dumps(big))
-    assert events is not None
-    assert len(events) == 50
-    assert all(e.symbol is events[0].symbol for e in events)
-    assert all(e.tick_direction is events[0].tick_direction for e in events)
+    records = assert_agrees(category, json.dumps(big))
+    assert records is not None
+    assert len(records) == 50
+    assert [r.trade_id for r in records] == [f"id-{n}" for n in range(50)]
 
 
 @pytest.mark.parametrize(
@@ -109,10 +109,26 @@ def test_large_frames_share_strings_and_stay_equal() -> None:
     ],
 )
 def test_anything_but_a_plain_trade_frame_is_left_to_the_generic_path(raw: str | bytes) -> None:
-    assert trades_from_raw("linear", raw, RECEIVED_NS) is None
+    assert TradeDecoder(Category.LINEAR).fast(raw, RECEIVED_NS) is None
 
 
-SEED_CATEGORY, SEED = next((c, f) for c, f in TRADE_FRAMES if c == "linear")
+@pytest.mark.parametrize(
+    ("size", "value"),
+    [(1, "1e5"), (20, "1e5"), (1, "1.5\n"), (20, "1.5\n"), (20, "1\x002"), (20, "")],
+    ids=["small-exp", "large-exp", "small-newline", "large-newline", "large-nul", "large-empty"],
+)
+def test_a_bad_decimal_is_declined_in_small_and_large_frames(size: int, value: str) -> None:
+    """Large frames check their decimals joined by NUL in one match: a NUL inside a
+    value, or an empty one, must not let a bad value through."""
+    category, seed = next((c, f) for c, f in TRADE_FRAMES if c is Category.LINEAR)
+    frame = copy.deepcopy(seed)
+    frame["data"] = [dict(seed["data"][0], i=f"id-{n}") for n in range(size)]
+    frame["data"][size // 2]["p"] = value
+    assert assert_agrees(category, json.dumps(frame)) is None
+    assert isinstance(generic(category, json.dumps(frame)), str)
+
+
+SEED_CATEGORY, SEED = next((c, f) for c, f in TRADE_FRAMES if c is Category.LINEAR)
 FIELDS = ["T", "s", "S", "v", "p", "L", "i", "BT", "RPI", "seq"]
 NEAR_DECIMALS = st.builds(
     lambda before, number, after: before + number + after,
@@ -153,64 +169,60 @@ def test_mutated_frames_agree_with_the_generic_path(
         raw = json.dumps(frame)
     except (ValueError, UnicodeEncodeError):
         return
-    events = assert_agrees(SEED_CATEGORY, raw)
-    if events is not None:
-        for event in events:  # the oracle of the decimal slots
-            assert DECIMAL.fullmatch(event.price)
-            assert DECIMAL.fullmatch(event.size)
+    records = assert_agrees(SEED_CATEGORY, raw)
+    if records is not None:
+        for record in records:  # the oracle of the decimal slots
+            assert DECIMAL.fullmatch(record.price)
+            assert DECIMAL.fullmatch(record.size)
+    else:
+        # declined: the generic path rejects it too (the fast path accepts exactly
+        # the trade frames ``frame()`` accepts)
+        assert isinstance(generic(SEED_CATEGORY, raw), str)
 
 
-# ---- the client's fast path -------------------------------------------------------
+# ---- the stream's use of the fast path -------------------------------------------------
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self.trades: list[TradeEvent] = []
-        self.invalid: list[str] = []
-
-
-def _client(sink: Sink, fast: bool) -> PublicWebSocketClient:
-    return PublicWebSocketClient(
+@pytest.fixture
+async def stream() -> AsyncIterator[PublicStream]:
+    """A started stream whose connection never gets to run: frames are fed by hand."""
+    public = PublicStream(
         "ws://127.0.0.1:9/v5/public/{category}",
-        ["publicTrade.BTCUSDT"],
-        on_message=lambda message, ns: sink.messages.append(message),
-        on_invalid=lambda raw, reason, ns: sink.invalid.append(reason),
-        on_trades=(lambda events, ns: sink.trades.extend(events)) if fast else None,
-        settings=WebSocketSettings(),
+        Category.LINEAR,
+        ["BTCUSDT"],
+        RecordingSink(),
+        settings=FAST,
     )
+    await public.start()
+    yield public
+    await public.stop()
 
 
-def test_client_fast_path_counts_and_routes_like_the_generic_one() -> None:
-    trade = next(f for c, f in TRADE_FRAMES if c == "linear")
+def test_the_stream_routes_fast_and_generic_frames_alike(stream: PublicStream) -> None:
+    sink = stream._sink
+    assert isinstance(sink, RecordingSink)
+    trade = next(f for c, f in TRADE_FRAMES if c is Category.LINEAR)
     bad_price = copy.deepcopy(trade)
     bad_price["data"][0]["p"] = "1e5"
+    ticker = '{"topic":"tickers.BTCUSDT","type":"snapshot","ts":1,"data":{"symbol":"BTCUSDT"}}'
     frames: list[str | bytes] = [
         json.dumps(trade),
         json.dumps(trade).encode(),
-        json.dumps(bad_price),  # declined by the fast path: the generic handler rejects it
-        '{"topic":"tickers.BTCUSDT","type":"snapshot","ts":1,"data":{"symbol":"BTCUSDT"}}',
+        json.dumps(bad_price),  # declined by the fast path: the generic path rejects it
+        ticker,
         '{"op":"pong"}',
         "not json",
     ]
-
-    async def feed(fast: bool) -> tuple[PublicWebSocketClient, Sink]:
-        sink = Sink()
-        client = _client(sink, fast)
-        for raw in frames:
-            client._handle_frame(raw, RECEIVED_NS)
-        return client, sink
-
-    fast_client, fast_sink = asyncio.run(feed(True))
-    slow_client, slow_sink = asyncio.run(feed(False))
-    for field in ("frames", "data_frames", "invalid_frames", "pongs", "handler_errors"):
-        assert getattr(fast_client.stats, field) == getattr(slow_client.stats, field), field
-    assert fast_client.stats.data_frames == 4
-    assert fast_client.stats.last_data_received_ns == RECEIVED_NS
-    assert len(fast_sink.trades) == 2 * len(trade["data"])
-    # the two good trade frames went the fast way, the rest as before
-    assert [m["topic"] for m in fast_sink.messages] == [trade["topic"], "tickers.BTCUSDT"]
-    assert len(slow_sink.messages) == 4
-    expected = BybitNormalizer().normalize_public("linear", trade, RECEIVED_NS)
-    assert fast_sink.trades == expected * 2
-    assert fast_sink.invalid == slow_sink.invalid
+    for raw in frames:
+        stream._frame(raw, RECEIVED_NS)
+    assert stream.stats.frames == 6
+    assert stream.stats.data_frames == 3
+    assert stream.stats.rejected_frames == 2
+    assert stream.stats.last_data_received_ns == RECEIVED_NS
+    expected = TradeDecoder(Category.LINEAR).frame(trade, RECEIVED_NS)
+    assert sink.trades() == expected * 2
+    assert sink.tickers() == [TickerDecoder(Category.LINEAR).frame(json.loads(ticker), RECEIVED_NS)]
+    assert isinstance(sink.received[-1], Ticker)
+    reasons = [r.reason for r in sink.rejections]
+    assert reasons[0] == generic(Category.LINEAR, json.dumps(bad_price))
+    assert reasons[1].startswith("not JSON")

@@ -1,312 +1,284 @@
-"""Collectors, writers and the gap reconciler against the simulator and a real SQLite file."""
+"""RecordingPipeline against the simulator and a real database (SQLite and PostgreSQL).
+
+Every test checks the product's promise on what was recorded: each trade the simulator
+printed is stored exactly once with its exact values, or lies inside a gap row that says
+it may be missing; and every outage is a gap row with the right window and cause.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
-from bybit_adapter import BybitRestClient, Outage, RestSettings, WebSocketSettings
-from bybit_sim import BybitSimulator
-from event_saver import (
-    AccountContext,
-    DatabaseWorker,
-    ExecutionWriter,
-    GapReconciler,
-    OrderWriter,
-    PositionWriter,
-    PrivateCollector,
-    PublicCollector,
-    RejectedFrameWriter,
-    TickerWriter,
-    TradeWriter,
-    WalletWriter,
-    WriterSettings,
+from bybit_records import OutageCause
+from event_saver import AccountAccess, RecordingPipeline
+from grid_db import DatabaseFactory, tables
+from testkit import (
+    FAST_PRIVATE,
+    invariant_violations,
+    wait_until,
 )
-from grid_db import (
-    DatabaseFactory,
-    Gap,
-    PositionSnapshot,
-    PrivateExecution,
-    PublicTrade,
-    ReferenceDataRepository,
-    RunRepository,
-    TradeRepository,
-    WalletSnapshot,
-)
-from testkit import wait_until
 
-FAST_WS = WebSocketSettings(
-    ping_interval=0.3, pong_timeout=0.5, stall_timeout=2.0, backoff_initial=0.05, backoff_max=0.3
-)
-FAST_REST = RestSettings(timeout=2.0, max_retries=2, retry_initial=0.05, retry_max=0.1)
-WRITER = WriterSettings(batch_size=50, flush_interval=0.2)
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
 ACCOUNT = "00000000-0000-0000-0000-0000000000a1"
+Start = Callable[..., Awaitable[RecordingPipeline]]
 
 
-@dataclass
-class Pipeline:
-    run_id: str
-    trades: TradeWriter
-    tickers: TickerWriter
-    rejected: RejectedFrameWriter
-    reconciler: GapReconciler
-    collector: PublicCollector
-    rest: BybitRestClient
-
-    async def stop(self) -> None:
-        await self.collector.stop()
-        await self.reconciler.stop()
-        for writer in (self.trades, self.tickers, self.rejected):
-            await writer.stop()
-        await self.rest.stop()
+def trades_received(p: RecordingPipeline) -> int:
+    return p.writer(tables.public_trades.record).stats().received
 
 
-def new_run(db: DatabaseFactory, with_account: bool = False) -> str:
-    if with_account:
-        ReferenceDataRepository(db.engine).upsert_reference_rows(
-            "00000000-0000-0000-0000-0000000000u1", ACCOUNT, None, testnet=False
-        )
-    run = RunRepository(db.engine).create_run(
-        config_json="{}", host="test", pid=1, software_version="test"
+def gap_rows(db: DatabaseFactory, stream: str = "publicTrade") -> list[Any]:
+    g = tables.gaps.table
+    with db.engine.connect() as conn:
+        return list(conn.execute(select(g).where(g.c.stream == stream).order_by(g.c.id)).all())
+
+
+def trade_rows(db: DatabaseFactory, **where: Any) -> list[Any]:
+    t = tables.public_trades.table
+    with db.engine.connect() as conn:
+        query = select(t).where(*(t.c[k] == v for k, v in where.items()))
+        return list(conn.execute(query).all())
+
+
+async def outages_recorded(p: RecordingPipeline, count: int = 1, timeout: float = 20) -> None:
+    assert p.reconciler is not None
+    await wait_until(
+        lambda: p.reconciler is not None and p.reconciler.stats.outages_handled >= count, timeout
     )
-    return run.id
-
-
-@pytest.fixture
-async def pipeline(
-    sim: BybitSimulator, db: DatabaseFactory, worker: DatabaseWorker
-) -> AsyncIterator[Pipeline]:
-    run_id = new_run(db)
-    trades = TradeWriter(db.engine, worker, run_id, WRITER)
-    tickers = TickerWriter(db.engine, worker, run_id, WRITER)
-    rejected = RejectedFrameWriter(db.engine, worker, run_id, WRITER)
-    rest = BybitRestClient(sim.rest_url, settings=FAST_REST)
-    await rest.start()
-    reconciler = GapReconciler(rest, db.engine, worker, run_id, delay=0.1)
-    collector = PublicCollector(
-        sim.public_ws_url,
-        ["BTCUSDT", "ETHUSDT"],
-        category="linear",
-        on_trades=trades.add_many,
-        on_ticker=tickers.add,
-        on_outage=reconciler.submit_public,
-        on_rejected=rejected.add,
-        settings=FAST_WS,
-    )
-    p = Pipeline(run_id, trades, tickers, rejected, reconciler, collector, rest)
-    for writer in (trades, tickers, rejected):
-        await writer.start()
-    await reconciler.start()
-    await collector.start()
-    yield p
-    await p.stop()
-
-
-def db_trades(db: DatabaseFactory, symbol: str) -> list[PublicTrade]:
-    return TradeRepository(db.engine).list("linear", symbol)
-
-
-def gaps(db: DatabaseFactory, stream: str = "publicTrade") -> list[Gap]:
-    with db.session() as s:
-        return list(s.scalars(select(Gap).where(Gap.stream == stream).order_by(Gap.id)))
-
-
-async def outage_handled(p: Pipeline, count: int = 1) -> None:
-    await wait_until(lambda: p.reconciler.stats.outages_handled >= count, timeout=20)
     await p.reconciler.wait_idle()
 
 
-def assert_exactly_once_up_to_stop(sim: BybitSimulator, db: DatabaseFactory, symbol: str) -> None:
-    stored = db_trades(db, symbol)
-    ids = [t.trade_id for t in stored]
-    assert len(ids) == len(set(ids)), "duplicates stored"
-    last = max(t.trade_time_ms for t in stored)
-    truth = [t for t in sim.ground_truth.trades("linear", symbol) if t.time_ms <= last]
-    missing = {t.trade_id for t in truth} - set(ids)
-    assert not missing, f"{len(missing)} trades missing"
-    by_id = {t.trade_id: t for t in stored}
-    for t in truth:
-        row = by_id[t.trade_id]
-        assert (row.price, row.size, row.side, row.trade_time_ms) == (
-            t.price,
-            t.size,
-            t.side,
-            t.time_ms,
+async def stop_and_check(sim: Any, db: DatabaseFactory, p: RecordingPipeline) -> None:
+    """Stop, then assert the invariant for every symbol up to the last stored trade."""
+    await p.stop()
+    for symbol in SYMBOLS:
+        stored = trade_rows(db, symbol=symbol)
+        until = max(row.trade_time_ms for row in stored)
+        problems = invariant_violations(
+            db.engine, sim.ground_truth.trades("linear", symbol), symbol, until
         )
+        assert not problems, problems[:5]
 
 
-async def test_trades_printed_while_disconnected_are_filled_exactly_once(
-    sim: BybitSimulator, db: DatabaseFactory, pipeline: Pipeline
+def printed_between(sim: Any, symbol: str, start_ms: int, end_ms: int) -> set[str]:
+    return {
+        t.trade_id
+        for t in sim.ground_truth.trades("linear", symbol)
+        if start_ms < t.time_ms < end_ms
+    }
+
+
+# ---- disconnects ----------------------------------------------------------------------
+
+
+async def test_trades_printed_while_disconnected_are_refilled_exactly_once(
+    sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
-    await wait_until(lambda: pipeline.collector.trades_received > 20)
+    p = await start()
+    await wait_until(lambda: trades_received(p) > 20)
     sim.faults.refuse_connections(1.5)
     sim.faults.drop_connections()
-    await outage_handled(pipeline)
-    await wait_until(
-        lambda: pipeline.collector.trades_received > 0 and pipeline.trades.buffered == 0
-    )
-    await pipeline.stop()
-    for symbol in ("BTCUSDT", "ETHUSDT"):
-        assert_exactly_once_up_to_stop(sim, db, symbol)
-    trade_gaps = gaps(db)
-    assert {(g.symbol, g.fill_status, g.cause) for g in trade_gaps} == {
+    await outages_recorded(p)
+    gaps = gap_rows(db)
+    await stop_and_check(sim, db, p)
+    assert {(g.symbol, g.fill_status, g.cause) for g in gaps} == {
         ("BTCUSDT", "filled", "disconnect"),
         ("ETHUSDT", "filled", "disconnect"),
     }
-    assert sum(g.rows_recovered for g in trade_gaps) > 0
-    recovered = [t for s in ("BTCUSDT", "ETHUSDT") for t in db_trades(db, s) if t.source == "rest"]
-    assert len(recovered) == sum(g.rows_recovered for g in trade_gaps)
-    # every recovered row lies in a gap of its symbol, up to its first live trade
-    outside = [
-        (t.symbol, t.trade_time_ms)
-        for t in recovered
-        if not any(g.symbol == t.symbol and g.start_ts_ms <= t.trade_time_ms for g in trade_gaps)
-    ]
-    assert not outside
-    assert {g.fill_status for g in gaps(db, "tickers")} == {"unfillable"}
+    refilled = trade_rows(db, source="rest")
+    assert len(refilled) == sum(g.rows_recovered for g in gaps) > 0
+    for row in refilled:  # every refilled row lies in a gap of its symbol
+        assert any(g.symbol == row.symbol and g.start_ts_ms <= row.trade_time_ms for g in gaps)
+    assert {g.fill_status for g in gap_rows(db, "tickers")} == {"unfillable"}
 
 
-async def test_outage_longer_than_the_rest_window_leaves_a_partial_gap_covering_the_loss(
-    sim: BybitSimulator, db: DatabaseFactory, pipeline: Pipeline
+async def test_an_outage_longer_than_the_rest_window_leaves_a_partial_gap(
+    sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
-    await wait_until(lambda: pipeline.collector.trades_received > 20)
+    p = await start()
+    await wait_until(lambda: trades_received(p) > 20)
     sim.faults.recent_trade_limit(3)
     sim.faults.refuse_connections(2.0)
     sim.faults.drop_connections()
-    await outage_handled(pipeline)
-    await pipeline.stop()
-    for symbol in ("BTCUSDT", "ETHUSDT"):
-        symbol_gaps = [g for g in gaps(db) if g.symbol == symbol]
-        assert symbol_gaps[0].fill_status == "partial"
-        assert symbol_gaps[0].recovered_from_ts_ms is not None
-        stored = {t.trade_id for t in db_trades(db, symbol)}
-        last = max(t.trade_time_ms for t in db_trades(db, symbol))
-        missing = [
-            t
-            for t in sim.ground_truth.trades("linear", symbol)
-            if t.time_ms <= last and t.trade_id not in stored
-        ]
-        assert missing, "the test needs trades beyond the REST window"
-        # every missing trade lies in the unrecovered range of a partial gap
-        unexcused = [
-            t.time_ms
-            for t in missing
-            if not any(
-                g.fill_status == "partial"
-                and g.recovered_from_ts_ms is not None
-                and g.start_ts_ms <= t.time_ms <= g.recovered_from_ts_ms
-                for g in symbol_gaps
-            )
-        ]
-        assert not unexcused, (
-            unexcused,
-            [(g.start_ts_ms, g.recovered_from_ts_ms) for g in symbol_gaps],
-        )
+    await outages_recorded(p)
+    gaps = gap_rows(db)
+    await stop_and_check(sim, db, p)  # every missing trade is inside a partial gap
+    assert {g.fill_status for g in gaps} == {"partial"}
+    stored = {row.trade_id for row in trade_rows(db)}
+    assert any(
+        t.trade_id not in stored for s in SYMBOLS for t in sim.ground_truth.trades("linear", s)
+    ), "the test needs trades beyond the REST window"
 
 
-async def test_rest_failure_records_an_unfillable_gap(
-    sim: BybitSimulator, db: DatabaseFactory, pipeline: Pipeline
+async def test_a_rest_failure_records_an_unfillable_gap(
+    sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
-    await wait_until(lambda: pipeline.collector.trades_received > 5)
+    p = await start()
+    await wait_until(lambda: trades_received(p) > 5)
     sim.faults.rest_errors("http500", 100)
     sim.faults.drop_connections()
-    await outage_handled(pipeline)
-    await pipeline.stop()
-    statuses = {g.fill_status for g in gaps(db)}
-    assert statuses == {"unfillable"}
-    assert all("500" in (g.detail or "") for g in gaps(db))
+    await outages_recorded(p)
+    await p.stop()
+    gaps = gap_rows(db)
+    assert {g.fill_status for g in gaps} == {"unfillable"}
+    assert all("500" in (g.detail or "") for g in gaps)
+
+
+# ---- outages found from the data ---------------------------------------------------------
+
+
+async def test_a_pause_that_heals_itself_is_a_gap_and_is_refilled(
+    sim: Any, db: DatabaseFactory, start: Start
+) -> None:
+    # Bybit stops pushing but answers pings, then resumes on the same socket: only the
+    # data can tell. The resumed frames' stamps show the stretch the server sent nothing.
+    p = await start()
+    await wait_until(lambda: trades_received(p) > 20)
+    assert p.public is not None
+    sim.faults.pause(1.5, pongs=True)
+    await outages_recorded(p)
+    assert p.public.reconnects == 0
+    gaps = gap_rows(db)
+    assert {(g.symbol, g.cause, g.fill_status) for g in gaps} == {
+        (s, "pause", "filled") for s in SYMBOLS
+    }
+    await stop_and_check(sim, db, p)
+    for gap in gaps:
+        assert gap.end_ts_ms - gap.start_ts_ms >= 1_200
+        # the trades the socket never sent are in the window, and came from REST
+        refilled = {r.trade_id for r in trade_rows(db, symbol=gap.symbol, source="rest")}
+        assert len(refilled) == gap.rows_recovered > 0
+        assert refilled <= printed_between(sim, gap.symbol, gap.start_ts_ms - 1, gap.end_ts_ms + 1)
+
+
+async def test_a_pause_longer_than_the_stall_timeout_replaces_the_connection(
+    sim: Any, db: DatabaseFactory, start: Start
+) -> None:
+    p = await start()
+    await wait_until(lambda: trades_received(p) > 20)
+    assert p.public is not None
+    sim.faults.pause(6.0, pongs=True)
+    await outages_recorded(p)
+    assert p.public.reconnects == 1
+    assert {(g.cause, g.fill_status) for g in gap_rows(db)} == {("stall", "filled")}
+    await stop_and_check(sim, db, p)
+
+
+async def test_one_silent_symbol_is_a_gap_of_that_symbol_only(
+    sim: Any, db: DatabaseFactory, start: Start
+) -> None:
+    p = await start()
+    await wait_until(lambda: trades_received(p) > 20)
+    assert p.public is not None
+    sim.faults.mute("ETHUSDT", 3.0)
+    await outages_recorded(p)
+    (gap,) = gap_rows(db)
+    assert (gap.symbol, gap.cause, gap.fill_status) == ("ETHUSDT", "silence", "filled")
+    assert printed_between(sim, "ETHUSDT", gap.start_ts_ms, gap.end_ts_ms)
+    assert p.public.reconnects == 0
+    await stop_and_check(sim, db, p)
+
+
+async def test_a_black_holed_reconnect_is_bounded_and_the_hole_refilled(
+    sim: Any, db: DatabaseFactory, start: Start
+) -> None:
+    p = await start()
+    await wait_until(lambda: trades_received(p) > 20)
+    assert p.public is not None
+    sim.faults.black_hole(2.5)
+    sim.faults.drop_connections()
+    began = time.monotonic()
+    await outages_recorded(p)
+    # handshakes are bounded by open_timeout (1 s): streaming resumes soon after the hole
+    assert time.monotonic() - began < 2.5 + 1.0 + 2.0
+    (btc, eth) = gap_rows(db)
+    assert {btc.fill_status, eth.fill_status} == {"filled"}
+    assert btc.end_ts_ms - btc.start_ts_ms >= 2_000
+    await stop_and_check(sim, db, p)
+
+
+async def test_an_unanswered_subscribe_ends_the_connection_and_is_a_gap(
+    sim: Any, db: DatabaseFactory, start: Start
+) -> None:
+    p = await start()
+    await wait_until(lambda: trades_received(p) > 20)
+    assert p.public is not None
+    sim.faults.slow_ack(3.0, count=1)
+    sim.faults.drop_connections()
+    await outages_recorded(p)
+    assert p.public.stats.losses.get(OutageCause.ACK_TIMEOUT.value) == 1
+    assert {g.fill_status for g in gap_rows(db)} == {"filled"}
+    await stop_and_check(sim, db, p)
+
+
+async def test_an_outage_still_open_at_stop_is_recorded(
+    sim: Any, db: DatabaseFactory, start: Start
+) -> None:
+    p = await start()
+    await wait_until(lambda: trades_received(p) > 20)
+    sim.faults.refuse_connections(30)
+    sim.faults.drop_connections()
+    assert p.public is not None
+    await wait_until(lambda: p.public is not None and p.public.tracker.is_open)
+    await stop_and_check(sim, db, p)
+    assert {g.symbol for g in gap_rows(db)} == set(SYMBOLS)
+
+
+# ---- bad input ------------------------------------------------------------------------------
 
 
 async def test_malformed_frames_are_kept_in_rejected_frames(
-    sim: BybitSimulator, db: DatabaseFactory, pipeline: Pipeline
+    sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
-    await wait_until(lambda: pipeline.collector.trades_received > 5)
+    p = await start()
+    await wait_until(lambda: trades_received(p) > 5)
     sim.faults.malformed_frames(4)
-    await wait_until(lambda: pipeline.collector.rejected_frames >= 4)
-    received = pipeline.collector.trades_received
-    await wait_until(lambda: pipeline.collector.trades_received > received + 5)
-    await pipeline.stop()
-    from grid_db import RejectedFrameRepository
-
-    rows = RejectedFrameRepository(db.engine).list()
+    assert p.public is not None
+    await wait_until(lambda: p.public is not None and p.public.stats.rejected_frames >= 4)
+    received = trades_received(p)
+    await wait_until(lambda: trades_received(p) > received + 5)
+    await p.stop()
+    with db.engine.connect() as conn:
+        rows = conn.execute(tables.rejected_frames.table.select()).all()
     assert len(rows) >= 4
-    assert all(r.reason and r.payload for r in rows)
+    assert all(r.reason and r.payload and r.stream == "public.linear" for r in rows)
 
 
-async def test_private_outage_recovers_every_execution(
-    sim: BybitSimulator, db: DatabaseFactory, worker: DatabaseWorker
+# ---- private --------------------------------------------------------------------------------
+
+
+async def test_a_private_outage_recovers_every_execution(
+    sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
-    run_id = new_run(db, with_account=True)
-    context = AccountContext(ACCOUNT, run_id, ("linear",))
-    writers = [
-        ExecutionWriter(db.engine, worker, run_id, ACCOUNT, WRITER),
-        OrderWriter(db.engine, worker, run_id, ACCOUNT, WRITER),
-        PositionWriter(db.engine, worker, run_id, ACCOUNT, WRITER),
-        WalletWriter(db.engine, worker, run_id, ACCOUNT, WRITER),
-        RejectedFrameWriter(db.engine, worker, run_id, WRITER),
-    ]
-    executions, orders, positions, wallets, rejected = writers
-    rest = BybitRestClient(sim.rest_url, "sim-key", "sim-secret", settings=FAST_REST)
-    await rest.start()
-    reconciler = GapReconciler(rest, db.engine, worker, run_id, account=context, delay=0.1)
-    outages: list[Outage] = []
-
-    def on_outage(outage: Outage) -> None:
-        outages.append(outage)
-        reconciler.submit_private(outage)
-
-    collector = PrivateCollector(
-        sim.private_ws_url,
-        "sim-key",
-        "sim-secret",
-        context,
-        on_execution=executions.add,  # type: ignore[arg-type]
-        on_order=orders.add,  # type: ignore[arg-type]
-        on_position=positions.add,  # type: ignore[arg-type]
-        on_wallet=wallets.add,  # type: ignore[arg-type]
-        on_outage=on_outage,
-        on_rejected=rejected.add,  # type: ignore[arg-type]
-        settings=WebSocketSettings(
-            ping_interval=0.3,
-            pong_timeout=0.5,
-            stall_timeout=None,
-            backoff_initial=0.05,
-            backoff_max=0.3,
-        ),
-    )
-    for w in writers:
-        await w.start()
-    await reconciler.start()
-    await collector.start()
-    await reconciler.refresh_private_state()
-    try:
-        await wait_until(lambda: collector.events_received > 0, timeout=20)
-        count = len(sim.ground_truth.executions())
-        sim.faults.refuse_connections(2.0)
-        sim.faults.drop_connections()
-        await wait_until(lambda: len(sim.ground_truth.executions()) > count, timeout=20)
-        await wait_until(lambda: reconciler.stats.outages_handled >= 1, timeout=20)
-        await reconciler.wait_idle()
-    finally:
-        await collector.stop()
-        await reconciler.stop()
-        for w in writers:
-            await w.stop()
-        await rest.stop()
+    access = AccountAccess(sim.private_ws_url, "sim-key", "sim-secret", ACCOUNT, FAST_PRIVATE)
+    p = await start(account=access)
+    assert p.private is not None
+    await wait_until(lambda: p.private is not None and p.private.stats.data_frames > 0, timeout=20)
+    count = len(sim.ground_truth.executions())
+    sim.faults.refuse_connections(2.0)
+    sim.faults.drop_connections()
+    await wait_until(lambda: len(sim.ground_truth.executions()) > count, timeout=20)
+    await outages_recorded(p, count=2)  # the public stream's outage and the private one
+    await p.stop()
     cutoff = time.time_ns() // 1_000_000
-    with db.session() as s:
-        stored = list(s.scalars(select(PrivateExecution.exec_id)))
+    e = tables.private_executions.table
+    with db.engine.connect() as conn:
+        stored = list(conn.execute(select(e.c.exec_id)).scalars())
+        positions = conn.execute(
+            select(func.count()).select_from(tables.position_snapshots.table)
+        ).scalar()
+        wallets = conn.execute(
+            select(func.count()).select_from(tables.wallet_snapshots.table)
+        ).scalar()
     assert len(stored) == len(set(stored))
     truth = [
-        e["execId"] for e in sim.ground_truth.executions() if int(e["execTime"]) <= cutoff - 2000
+        x["execId"] for x in sim.ground_truth.executions() if int(x["execTime"]) <= cutoff - 2000
     ]
     assert set(truth) <= set(stored)
-    assert any(g.fill_status == "filled" for g in gaps(db, "execution"))
-    # the REST snapshot at start plus whatever the stream pushed
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(PositionSnapshot)) > 0
-        assert s.scalar(select(func.count()).select_from(WalletSnapshot)) > 0
+    assert any(g.fill_status == "filled" for g in gap_rows(db, "execution"))
+    assert positions
+    assert wallets

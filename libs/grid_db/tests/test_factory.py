@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -17,12 +22,10 @@ from grid_db import (
     DatabaseFactory,
     DatabasePathError,
     DatabaseSettings,
-    ExecutionRepository,
     GridDbError,
     Run,
     RunRepository,
-    TickerRepository,
-    TradeRepository,
+    tables,
 )
 
 
@@ -56,18 +59,22 @@ def test_parent_directories_are_created(tmp_path: Path) -> None:
         assert path.is_file()
 
 
-def test_create_tables_is_idempotent_and_keeps_data(factory: DatabaseFactory) -> None:
-    run = RunRepository(factory.engine).create_run(
+def test_create_tables_is_idempotent_and_keeps_data(
+    database: DatabaseFactory, records: Any, db: Any
+) -> None:
+    run = RunRepository(database.engine).create_run(
         config_json="{}", host="h", pid=1, software_version="v"
     )
-    factory.create_tables()
-    factory.create_tables()
-    assert set(inspect(factory.engine).get_table_names()) == set(Base.metadata.tables)
-    assert RunRepository(factory.engine).get(run.id) is not None
+    db.write(database.engine, [records.trade(1)], run_id=run.id)
+    database.create_tables()
+    database.create_tables()
+    assert set(inspect(database.engine).get_table_names()) == set(Base.metadata.tables)
+    assert RunRepository(database.engine).get(run.id) is not None
+    assert db.stored(database.engine, tables.public_trades) == [records.trade(1)]
 
 
-def test_expected_table_names(factory: DatabaseFactory) -> None:
-    assert set(inspect(factory.engine).get_table_names()) == {
+def test_expected_table_names(database: DatabaseFactory) -> None:
+    assert set(inspect(database.engine).get_table_names()) == {
         "users",
         "bybit_accounts",
         "strategies",
@@ -80,18 +87,24 @@ def test_expected_table_names(factory: DatabaseFactory) -> None:
         "wallet_snapshots",
         "gaps",
         "rejected_frames",
+        "schema_migrations",
     }
 
 
-def test_no_credential_columns_anywhere() -> None:
-    for table in Base.metadata.tables.values():
-        for column in table.columns:
-            assert "secret" not in column.name
-            assert "api_key" not in column.name
-            assert "password" not in column.name
+def test_display_url_names_the_file_or_hides_the_password(
+    factory: DatabaseFactory, db_path: Path
+) -> None:
+    assert factory.display_url == str(db_path)
+    settings = DatabaseSettings(url="postgresql://rec:hunter2@db.example:5432/bybit")
+    with DatabaseFactory(settings) as postgres:  # create_engine does not connect
+        assert "hunter2" not in postgres.display_url
+        assert postgres.display_url == "postgresql+psycopg://rec:***@db.example:5432/bybit"
+    with DatabaseFactory(DatabaseSettings(url="sqlite://")) as memory:
+        assert memory.display_url == "sqlite://"
 
 
-def test_session_commits_on_exit_and_rolls_back_on_error(factory: DatabaseFactory) -> None:
+def test_session_commits_on_exit_and_rolls_back_on_error(database: DatabaseFactory) -> None:
+    factory = database
     with factory.session() as session:
         session.add(
             Run(
@@ -179,40 +192,34 @@ def test_in_memory_sqlite_works(tmp_path: Path) -> None:
 
 
 def test_one_writer_thread_per_table_plus_a_reader(
-    factory: DatabaseFactory, rows: Any, account_id: str
+    database: DatabaseFactory, records: Any, db: Any, account_id: str
 ) -> None:
-    """The recorder's threading model: concurrent writers on one file, none failing."""
+    """The recorder's threading model: concurrent writers on one database, none failing."""
     batches = 20
     errors: list[BaseException] = []
     start = threading.Barrier(4)
+    engine = database.engine
 
     def write_trades() -> None:
-        repository = TradeRepository(factory.engine)
         start.wait()
         for batch in range(batches):
-            repository.insert_many([rows.trade(batch * 100 + i) for i in range(100)])
+            assert db.write(engine, [records.trade(batch * 100 + i) for i in range(100)]) == 100
 
     def write_tickers() -> None:
-        repository = TickerRepository(factory.engine)
         start.wait()
         for batch in range(batches):
-            repository.insert_many(
-                [rows.ticker(batch * 10 + i, last_price="1.0") for i in range(10)]
-            )
+            db.write(engine, [records.ticker(batch * 10 + i) for i in range(10)])
 
     def write_executions() -> None:
-        repository = ExecutionRepository(factory.engine)
         start.wait()
         for batch in range(batches):
-            repository.insert_many(
-                [rows.execution(f"exec-{batch}-{i}", account_id) for i in range(10)]
-            )
+            fills = [records.execution(f"exec-{batch}-{i}") for i in range(10)]
+            db.write(engine, fills, account_id=account_id)
 
     def read() -> None:
-        repository = TradeRepository(factory.engine)
         start.wait()
         for _ in range(batches):
-            repository.count()
+            db.count(engine, tables.public_trades)
 
     def guarded(target: Callable[[], None]) -> None:
         try:
@@ -229,6 +236,52 @@ def test_one_writer_thread_per_table_plus_a_reader(
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
-    assert TradeRepository(factory.engine).count() == batches * 100
-    assert TickerRepository(factory.engine).count() == batches * 10
-    assert ExecutionRepository(factory.engine).count() == batches * 10
+    assert db.count(engine, tables.public_trades) == batches * 100
+    assert db.count(engine, tables.ticker_snapshots) == batches * 10
+    assert db.count(engine, tables.private_executions) == batches * 10
+
+
+# ---- a read-only database file fails at construction, not at the first write ------------
+
+_OPEN_READ_ONLY = """
+import sys
+from grid_db import DatabaseFactory, DatabasePathError, DatabaseSettings
+try:
+    DatabaseFactory(DatabaseSettings(url=f"sqlite:///{sys.argv[1]}"))
+except DatabasePathError as error:
+    print("DatabasePathError:", error.reason)
+else:
+    print("opened")
+"""
+
+
+def test_a_read_only_database_file_fails_early(tmp_path: Path) -> None:
+    """The file exists and opens, but cannot be written: DatabasePathError at once.
+
+    Root writes a file whatever its mode, so as root the check runs in a child process
+    stripped of every capability (``setpriv``), which file modes then bind.
+    """
+    path = tmp_path / "recorder.db"
+    with DatabaseFactory(DatabaseSettings(url=f"sqlite:///{path}")) as factory:
+        factory.create_tables()
+    path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    if os.geteuid() != 0:
+        with pytest.raises(DatabasePathError) as caught:
+            DatabaseFactory(DatabaseSettings(url=f"sqlite:///{path}"))
+        assert caught.value.path == path
+        assert "readonly" in caught.value.reason.replace("-", "").replace(" ", "")
+        return
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root, and no setpriv to drop the capabilities with")
+    without_capabilities = [setpriv, "--inh-caps=-all", "--bounding-set=-all"]
+    child = subprocess.run(
+        [*without_capabilities, sys.executable, "-c", _OPEN_READ_ONLY, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.startswith("DatabasePathError:"), child.stdout
+    assert "readonly" in child.stdout.replace("-", "").replace(" ", "")

@@ -1,30 +1,29 @@
-"""Repositories: run lifecycle, reference upsert, gaps and the per-table reads."""
+"""The bookkeeping rows: run lifecycle, reference upserts, and the gap/rejected-frame ledger.
+
+Every test runs on SQLite and on PostgreSQL. Runs and reference rows have repositories;
+gaps and rejected frames are records, written by ``write_records`` and read with Core.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from bybit_records import FillStatus, Gap, OutageCause, Topic
 from grid_db import (
     DatabaseFactory,
-    ExecutionRepository,
-    FillStatus,
-    GapRepository,
     InvalidArgumentError,
-    OrderRepository,
-    PositionRepository,
     ReferenceDataRepository,
-    RejectedFrameRepository,
     RunNotFoundError,
     RunRepository,
     RunStatus,
-    TickerRepository,
-    TradeRepository,
-    WalletRepository,
+    tables,
 )
+from grid_db.models import BybitAccount, Run, Strategy, User
+from grid_db.repositories import DEAD_RUN_ERROR
 
 USER_ID = "11111111-1111-4111-8111-111111111111"
 ACCOUNT_ID = "22222222-2222-4222-8222-222222222222"
@@ -32,10 +31,10 @@ STRATEGY_ID = "33333333-3333-4333-8333-333333333333"
 
 
 def _create_run(runs: RunRepository, started_at_ms: int, **kwargs: Any) -> str:
+    kwargs.setdefault("host", "host-a")
+    kwargs.setdefault("pid", 100)
     return runs.create_run(
         config_json='{"symbols": ["BTCUSDT"]}',
-        host="host-a",
-        pid=100,
         software_version="0.1.0",
         started_at_ms=started_at_ms,
         **kwargs,
@@ -45,8 +44,8 @@ def _create_run(runs: RunRepository, started_at_ms: int, **kwargs: Any) -> str:
 # --- runs ---------------------------------------------------------------------------
 
 
-def test_create_run_stores_a_running_run(factory: DatabaseFactory, account_id: str) -> None:
-    runs = RunRepository(factory.engine)
+def test_create_run_stores_a_running_run(database: DatabaseFactory, account_id: str) -> None:
+    runs = RunRepository(database.engine)
     run = runs.create_run(
         config_json="{}",
         host="host-a",
@@ -57,6 +56,7 @@ def test_create_run_stores_a_running_run(factory: DatabaseFactory, account_id: s
         output_dir="/tmp/out",
         account_id=account_id,
     )
+    assert run.status == "running"
     stored = runs.get(run.id)
     assert stored is not None
     assert len(stored.id) == 36
@@ -67,88 +67,111 @@ def test_create_run_stores_a_running_run(factory: DatabaseFactory, account_id: s
         "/tmp/out",
         account_id,
     )
+    assert stored.config_json == "{}"
+    explicit = runs.create_run(
+        config_json="{}", host="h", pid=1, software_version="v", run_id="my-run"
+    )
+    assert explicit.id == "my-run"
+    assert runs.get("my-run") is not None
+    assert runs.get("no-such-run") is None
 
 
-def test_finish_run_sets_status_end_and_error(factory: DatabaseFactory) -> None:
-    runs = RunRepository(factory.engine)
+def test_finish_run_sets_status_end_and_error(database: DatabaseFactory) -> None:
+    runs = RunRepository(database.engine)
     completed = _create_run(runs, 1)
     failed = _create_run(runs, 2)
-    runs.finish_run(completed, RunStatus.COMPLETED, ended_at_ms=50)
-    runs.finish_run(failed, "error", "websocket auth rejected", ended_at_ms=60)
-    first, second = runs.get(completed), runs.get(failed)
+    aborted = _create_run(runs, 3)
+    finished = runs.finish_run(completed, RunStatus.COMPLETED, ended_at_ms=50)
+    assert (finished.status, finished.ended_at_ms) == ("completed", 50)
+    runs.finish_run(failed, RunStatus.ERROR, "websocket auth rejected", ended_at_ms=60)
+    runs.finish_run(aborted, RunStatus.ABORTED)
+    first, second, third = runs.get(completed), runs.get(failed), runs.get(aborted)
     assert first is not None
     assert second is not None
+    assert third is not None
     assert (first.status, first.ended_at_ms, first.error) == ("completed", 50, None)
     assert (second.status, second.ended_at_ms, second.error) == (
         "error",
         60,
         "websocket auth rejected",
     )
+    assert third.status == "aborted"
+    assert third.ended_at_ms is not None
+    assert third.ended_at_ms >= third.started_at_ms
 
 
-def test_finish_run_rejects_running_and_unknown_status(factory: DatabaseFactory) -> None:
-    runs = RunRepository(factory.engine)
+def test_finish_run_refuses_running(database: DatabaseFactory) -> None:
+    runs = RunRepository(database.engine)
     run_id = _create_run(runs, 1)
-    with pytest.raises(InvalidArgumentError):
-        runs.finish_run(run_id, "running")
-    with pytest.raises(InvalidArgumentError):
-        runs.finish_run(run_id, "finished-ish")
+    with pytest.raises(InvalidArgumentError, match="terminal"):
+        runs.finish_run(run_id, RunStatus.RUNNING)
+    run = runs.get(run_id)
+    assert run is not None
+    assert (run.status, run.ended_at_ms) == ("running", None)
 
 
-def test_finish_run_of_unknown_id_raises(factory: DatabaseFactory) -> None:
-    with pytest.raises(RunNotFoundError, match="nope"):
-        RunRepository(factory.engine).finish_run("nope", RunStatus.COMPLETED)
+def test_finish_run_of_unknown_id_raises(database: DatabaseFactory) -> None:
+    with pytest.raises(RunNotFoundError, match="nope") as caught:
+        RunRepository(database.engine).finish_run("nope", RunStatus.COMPLETED)
+    assert isinstance(caught.value, LookupError)
+    assert caught.value.run_id == "nope"
 
 
-def test_list_runs_newest_first_with_filters(factory: DatabaseFactory) -> None:
-    runs = RunRepository(factory.engine)
+def test_list_runs_newest_first_with_a_status_filter(database: DatabaseFactory) -> None:
+    runs = RunRepository(database.engine)
     old, middle, new = (_create_run(runs, ts) for ts in (100, 200, 300))
     runs.finish_run(middle, RunStatus.COMPLETED)
     assert [run.id for run in runs.list()] == [new, middle, old]
     assert [run.id for run in runs.list(status=RunStatus.RUNNING)] == [new, old]
-    assert [run.id for run in runs.list(started_since_ms=200)] == [new, middle]
-    assert [run.id for run in runs.list(limit=1)] == [new]
+    assert [run.id for run in runs.list(status=RunStatus.COMPLETED)] == [middle]
+    assert runs.list(status=RunStatus.ERROR) == []
 
 
-def test_mark_stale_running_as_aborted(factory: DatabaseFactory) -> None:
-    runs = RunRepository(factory.engine)
-    crashed_a = _create_run(runs, 1)
-    crashed_b = _create_run(runs, 2)
-    finished = _create_run(runs, 3)
+def test_abort_dead_runs_of_this_host(database: DatabaseFactory) -> None:
+    runs = RunRepository(database.engine)
+    dead_a = _create_run(runs, 1, pid=11)
+    dead_b = _create_run(runs, 2, pid=12)
+    finished = _create_run(runs, 3, pid=13)
     runs.finish_run(finished, RunStatus.COMPLETED, ended_at_ms=4)
-    current = _create_run(runs, 5)
+    alive = _create_run(runs, 5, pid=14)
+    other_host = _create_run(runs, 6, pid=11, host="host-b")
+    asked: list[int] = []
 
-    assert runs.mark_stale_running_as_aborted(exclude_id=current, ended_at_ms=6) == 2
+    def is_alive(pid: int) -> bool:
+        asked.append(pid)
+        return pid == 14
 
-    for run_id in (crashed_a, crashed_b):
+    aborted = runs.abort_dead_runs("host-a", is_alive)
+
+    assert sorted(run.id for run in aborted) == sorted([dead_a, dead_b])
+    assert sorted(asked) == [11, 12, 14]  # a pid of another host means nothing here
+    for run_id in (dead_a, dead_b):
         run = runs.get(run_id)
         assert run is not None
-        assert (run.status, run.ended_at_ms) == ("aborted", 6)
-        assert run.error is not None
-        assert "aborted" in run.error
-    untouched_finished, untouched_current = runs.get(finished), runs.get(current)
-    assert untouched_finished is not None
-    assert untouched_current is not None
-    assert (untouched_finished.status, untouched_finished.ended_at_ms) == ("completed", 4)
-    assert untouched_current.status == "running"
-    assert runs.mark_stale_running_as_aborted(exclude_id=current) == 0
+        assert run.status == "aborted"
+        assert run.ended_at_ms is not None
+        assert run.error == DEAD_RUN_ERROR
+    statuses = {run.id: (run.status, run.ended_at_ms) for run in runs.list()}
+    assert statuses[finished] == ("completed", 4)
+    assert statuses[alive] == ("running", None)
+    assert statuses[other_host] == ("running", None)
+    assert runs.abort_dead_runs("host-a", is_alive) == []
 
 
-def test_mark_stale_keeps_an_error_already_recorded(factory: DatabaseFactory) -> None:
-    runs = RunRepository(factory.engine)
+def test_abort_dead_runs_keeps_an_error_already_recorded(database: DatabaseFactory) -> None:
+    runs = RunRepository(database.engine)
     run_id = _create_run(runs, 1)
-    with factory.engine.begin() as connection:
-        connection.execute(
-            text("UPDATE runs SET error = 'disk full' WHERE id = :id"), {"id": run_id}
-        )
-    assert runs.mark_stale_running_as_aborted() == 1
+    with database.engine.begin() as connection:
+        connection.execute(update(Run).where(Run.id == run_id).values(error="disk full"))
+    (aborted,) = runs.abort_dead_runs("host-a", lambda _pid: False)
+    assert (aborted.id, aborted.status, aborted.error) == (run_id, "aborted", "disk full")
     run = runs.get(run_id)
     assert run is not None
     assert (run.status, run.error) == ("aborted", "disk full")
 
 
-def test_run_status_check_constraint(factory: DatabaseFactory) -> None:
-    with pytest.raises(IntegrityError), factory.engine.begin() as connection:
+def test_run_status_check_constraint(database: DatabaseFactory) -> None:
+    with pytest.raises(IntegrityError), database.engine.begin() as connection:
         connection.execute(
             text(
                 "INSERT INTO runs (id, status, started_at_ms, config_json, host, pid, "
@@ -160,13 +183,13 @@ def test_run_status_check_constraint(factory: DatabaseFactory) -> None:
 # --- reference data ---------------------------------------------------------------------
 
 
-def _table_rows(factory: DatabaseFactory, table: str) -> list[Any]:
-    with factory.engine.connect() as connection:
-        return list(connection.execute(text(f"SELECT * FROM {table} ORDER BY id")).all())
+def _all(database: DatabaseFactory, model: Any) -> list[Any]:
+    with database.session() as session:
+        return list(session.scalars(select(model).order_by(model.id)))
 
 
-def test_reference_upsert_is_idempotent(factory: DatabaseFactory) -> None:
-    reference = ReferenceDataRepository(factory.engine)
+def test_reference_upsert_is_idempotent(database: DatabaseFactory) -> None:
+    reference = ReferenceDataRepository(database.engine)
     for _ in range(3):
         reference.upsert_reference_rows(
             USER_ID,
@@ -178,18 +201,22 @@ def test_reference_upsert_is_idempotent(factory: DatabaseFactory) -> None:
             strategy_name="grid",
             created_at_ms=1_000,
         )
-    assert len(_table_rows(factory, "users")) == 1
-    assert len(_table_rows(factory, "bybit_accounts")) == 1
-    assert len(_table_rows(factory, "strategies")) == 1
-    account = reference.get_account(ACCOUNT_ID)
-    assert account is not None
+    (user,) = _all(database, User)
+    (account,) = _all(database, BybitAccount)
+    (strategy,) = _all(database, Strategy)
+    assert (user.id, user.name, user.created_at_ms) == (USER_ID, "alice", 1_000)
     assert (account.user_id, account.label, account.testnet) == (USER_ID, "main", True)
+    assert (strategy.user_id, strategy.name, strategy.description) == (USER_ID, "grid", None)
+    fetched = reference.get_account(ACCOUNT_ID)
+    assert fetched is not None
+    assert (fetched.id, fetched.label, fetched.testnet) == (ACCOUNT_ID, "main", True)
+    assert reference.get_account("no-such-account") is None
 
 
 def test_reference_upsert_updates_names_but_keeps_creation_time(
-    factory: DatabaseFactory,
+    database: DatabaseFactory,
 ) -> None:
-    reference = ReferenceDataRepository(factory.engine)
+    reference = ReferenceDataRepository(database.engine)
     reference.upsert_reference_rows(
         USER_ID, ACCOUNT_ID, STRATEGY_ID, testnet=True, account_label="old", created_at_ms=1_000
     )
@@ -198,236 +225,105 @@ def test_reference_upsert_updates_names_but_keeps_creation_time(
         ACCOUNT_ID,
         STRATEGY_ID,
         testnet=False,
+        user_name="renamed",
         account_label="new",
+        strategy_name="grid-v2",
         strategy_description="v2",
         created_at_ms=9_999,
     )
-    account = reference.get_account(ACCOUNT_ID)
-    strategy = reference.get_strategy(STRATEGY_ID)
-    user = reference.get_user(USER_ID)
-    assert account is not None
-    assert strategy is not None
-    assert user is not None
+    (user,) = _all(database, User)
+    (account,) = _all(database, BybitAccount)
+    (strategy,) = _all(database, Strategy)
+    assert (user.name, user.created_at_ms) == ("renamed", 1_000)
     assert (account.label, account.testnet, account.created_at_ms) == ("new", False, 1_000)
-    assert strategy.description == "v2"
-    assert user.created_at_ms == 1_000
+    assert (strategy.name, strategy.description) == ("grid-v2", "v2")
 
 
-def test_reference_upsert_can_skip_account_and_strategy(factory: DatabaseFactory) -> None:
-    ReferenceDataRepository(factory.engine).upsert_reference_rows(
+def test_reference_upsert_can_skip_account_and_strategy(database: DatabaseFactory) -> None:
+    ReferenceDataRepository(database.engine).upsert_reference_rows(
         USER_ID, None, None, testnet=False
     )
-    assert len(_table_rows(factory, "users")) == 1
-    assert _table_rows(factory, "bybit_accounts") == []
-    assert _table_rows(factory, "strategies") == []
+    assert len(_all(database, User)) == 1
+    assert _all(database, BybitAccount) == []
+    assert _all(database, Strategy) == []
 
 
-def test_run_references_account_and_strategy(factory: DatabaseFactory) -> None:
-    ReferenceDataRepository(factory.engine).upsert_reference_rows(
+def test_run_references_account_and_strategy(database: DatabaseFactory) -> None:
+    ReferenceDataRepository(database.engine).upsert_reference_rows(
         USER_ID, ACCOUNT_ID, STRATEGY_ID, testnet=True
     )
-    runs = RunRepository(factory.engine)
+    runs = RunRepository(database.engine)
     run_id = _create_run(runs, 1, account_id=ACCOUNT_ID, strategy_id=STRATEGY_ID)
     run = runs.get(run_id)
     assert run is not None
     assert (run.account_id, run.strategy_id) == (ACCOUNT_ID, STRATEGY_ID)
     with pytest.raises(IntegrityError):
         _create_run(runs, 2, account_id="not-an-account")
+    with pytest.raises(IntegrityError):
+        _create_run(runs, 3, strategy_id="not-a-strategy")
 
 
-# --- gaps ---------------------------------------------------------------------------
-
-
-def test_gaps_round_trip_and_list_per_run(factory: DatabaseFactory, run_id: str) -> None:
-    gaps = GapRepository(factory.engine)
-    partial = gaps.add(
-        run_id=run_id,
-        stream="publicTrade",
-        category="linear",
-        symbol="BTCUSDT",
-        start_ts_ms=2_000,
-        end_ts_ms=9_000,
-        cause="disconnect",
-        fill_status=FillStatus.PARTIAL,
-        rows_recovered=1000,
-        recovered_from_ts_ms=5_000,
-        detected_at_ms=9_100,
-        resolved_at_ms=9_500,
+def test_deleting_an_account_or_strategy_detaches_its_runs(database: DatabaseFactory) -> None:
+    ReferenceDataRepository(database.engine).upsert_reference_rows(
+        USER_ID, ACCOUNT_ID, STRATEGY_ID, testnet=True
     )
-    gaps.add(
-        run_id=run_id,
-        stream="execution",
+    runs = RunRepository(database.engine)
+    run_id = _create_run(runs, 1, account_id=ACCOUNT_ID, strategy_id=STRATEGY_ID)
+    with database.engine.begin() as connection:
+        connection.execute(User.__table__.delete())  # cascades to accounts and strategies
+    run = runs.get(run_id)
+    assert run is not None
+    assert (run.account_id, run.strategy_id) == (None, None)  # ON DELETE SET NULL
+
+
+# --- gaps and rejected frames: records like the others --------------------------------------
+
+
+def test_gaps_round_trip_and_read_per_run(
+    database: DatabaseFactory, records: Any, db: Any, run_id: str
+) -> None:
+    partial = records.gap(2_000)
+    unfillable = Gap(
+        stream=Topic.EXECUTION,
+        category=None,
+        symbol=None,
         start_ts_ms=1_000,
         end_ts_ms=1_500,
-        cause="auth",
-        fill_status="unfillable",
+        cause=OutageCause.AUTH,
+        fill_status=FillStatus.UNFILLABLE,
+        rows_recovered=0,
+        recovered_from_ts_ms=None,
         detail="HTTP 403",
         detected_at_ms=1_600,
+        resolved_at_ms=None,
     )
-    gaps.add(
-        run_id=None,
-        stream="tickers",
-        start_ts_ms=0,
-        end_ts_ms=1,
-        cause="stall",
-        fill_status="filled",
+    other_run = records.gap(0, stream=Topic.TICKERS, fill_status=FillStatus.FILLED)
+    assert db.write(database.engine, [partial, unfillable], run_id=run_id) == 2
+    assert db.write(database.engine, [other_run]) == 1
+
+    gaps = tables.gaps.table
+    of_run = db.stored(database.engine, tables.gaps, gaps.c.run_id == run_id)
+    assert of_run == [partial, unfillable]
+    by_start = sorted(of_run, key=lambda gap: gap.start_ts_ms)
+    assert [gap.stream for gap in by_start] == [Topic.EXECUTION, Topic.PUBLIC_TRADE]
+    assert (by_start[1].fill_status, by_start[1].recovered_from_ts_ms) == ("partial", 5_000)
+    assert (by_start[0].category, by_start[0].symbol, by_start[0].detail) == (
+        None,
+        None,
+        "HTTP 403",
     )
-    listed = gaps.list(run_id)
-    assert [gap.stream for gap in listed] == ["execution", "publicTrade"]
-    assert listed[1].id == partial.id
-    assert (listed[1].fill_status, listed[1].recovered_from_ts_ms) == ("partial", 5_000)
-    assert (listed[0].category, listed[0].symbol, listed[0].detail) == (None, None, "HTTP 403")
-    assert listed[0].rows_recovered == 0
-    assert len(gaps.list()) == 3
-    assert [gap.stream for gap in gaps.list(stream="tickers")] == ["tickers"]
-    assert gaps.count(run_id) == 2
+    assert db.count(database.engine, tables.gaps) == 3
+    assert db.stored(database.engine, tables.gaps, gaps.c.stream == "tickers") == [other_run]
+    assert db.count(database.engine, tables.gaps, gaps.c.run_id == run_id) == 2
 
 
-def test_gap_fill_status_is_validated(factory: DatabaseFactory) -> None:
-    gaps = GapRepository(factory.engine)
-    with pytest.raises(InvalidArgumentError):
-        gaps.add(
-            run_id=None, stream="s", start_ts_ms=0, end_ts_ms=1, cause="c", fill_status="mostly"
-        )
-    with pytest.raises(IntegrityError), factory.engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO gaps (stream, start_ts_ms, end_ts_ms, cause, fill_status, "
-                "rows_recovered, detected_at_ms) VALUES ('s', 0, 1, 'c', 'mostly', 0, 1)"
-            )
-        )
-
-
-# --- market data reads ------------------------------------------------------------------
-
-
-def test_trade_reads(factory: DatabaseFactory, rows: Any) -> None:
-    trades = TradeRepository(factory.engine)
-    base = rows.base_ms
-    assert trades.insert_many([rows.trade(i) for i in (3, 1, 2, 0)]) == 4
-    assert trades.insert_many([rows.trade(0), rows.trade(9, symbol="ETHUSDT")]) == 1
-    assert trades.count() == 5
-    assert trades.count(symbol="BTCUSDT") == 4
-    assert trades.count(category="linear", symbol="ETHUSDT") == 1
-    assert [t.trade_time_ms - base for t in trades.list("linear", "BTCUSDT")] == [0, 1, 2, 3]
-    in_range = trades.list("linear", "BTCUSDT", start_ms=base + 1, end_ms=base + 3)
-    assert [t.trade_time_ms - base for t in in_range] == [1, 2]
-    assert trades.trade_ids("linear", "BTCUSDT") == [rows.trade(i)["trade_id"] for i in range(4)]
-    assert trades.duplicate_keys() == []
-
-
-def test_ticker_latest_and_count(factory: DatabaseFactory, rows: Any) -> None:
-    tickers = TickerRepository(factory.engine)
-    assert tickers.latest("linear", "BTCUSDT") is None
-    base = rows.base_ms
-    tickers.insert_many(
-        [
-            rows.ticker(base + 20, last_price="2", frame_type="snapshot"),
-            rows.ticker(base + 30, last_price="3"),
-            rows.ticker(base + 10, last_price="1"),
-        ]
-    )
-    latest = tickers.latest("linear", "BTCUSDT")
-    assert latest is not None
-    assert (latest.last_price, latest.exchange_ts_ms) == ("3", base + 30)
-    assert tickers.count() == 3
-    assert tickers.count(symbol="ETHUSDT") == 0
-    assert [t.last_price for t in tickers.list("linear", "BTCUSDT")] == ["1", "2", "3"]
-
-
-# --- private streams ----------------------------------------------------------------------
-
-
-def test_execution_reads(factory: DatabaseFactory, rows: Any, account_id: str) -> None:
-    executions = ExecutionRepository(factory.engine)
-    base = rows.base_ms
-    batch = [rows.execution(f"e-{i}", account_id, exec_time_ms=base + 10 - i) for i in range(3)]
-    assert executions.insert_many(batch + batch) == 3
-    assert executions.count() == 3
-    assert executions.count(account_id=account_id, symbol="BTCUSDT") == 3
-    assert executions.count(account_id="other") == 0
-    assert [e.exec_id for e in executions.list(account_id)] == ["e-2", "e-1", "e-0"]
-    assert [e.exec_id for e in executions.list(start_ms=base + 9)] == ["e-1", "e-0"]
-    assert executions.list()[0].exec_fee == "0.01713630"
-
-
-def test_order_reads(factory: DatabaseFactory, rows: Any, account_id: str) -> None:
-    orders = OrderRepository(factory.engine)
-    base = rows.base_ms
-    assert (
-        orders.insert_many(
-            [
-                rows.order("o-1", account_id, updated_time_ms=base, order_status="New"),
-                rows.order("o-1", account_id, updated_time_ms=base + 5, order_status="Filled"),
-                rows.order("o-2", account_id, updated_time_ms=base + 1, order_status="New"),
-            ]
-        )
-        == 3
-    )
-    assert orders.count(account_id) == 3
-    assert [o.order_status for o in orders.list(order_id="o-1")] == ["New", "Filled"]
-    assert orders.list(end_ms=base + 1)[0].order_id == "o-1"
-
-
-def test_position_and_wallet_reads(factory: DatabaseFactory, account_id: str) -> None:
-    positions = PositionRepository(factory.engine)
-    wallets = WalletRepository(factory.engine)
-    position = {
-        "account_id": account_id,
-        "run_id": None,
-        "category": "linear",
-        "symbol": "BTCUSDT",
-        "side": "Buy",
-        "size": "0.010",
-        "position_idx": 0,
-        "entry_price": "28000.5",
-        "mark_price": "28560.50",
-        "position_value": "280.005",
-        "unrealised_pnl": "5.6",
-        "cum_realised_pnl": "-0.17",
-        "leverage": "10",
-        "liq_price": "",
-        "updated_time_ms": 5,
-        "raw": "{}",
-        "exchange_ts_ms": 6,
-        "received_ts_ms": 7,
-        "source": "ws",
-    }
-    wallet = {
-        "account_id": account_id,
-        "run_id": None,
-        "account_type": "UNIFIED",
-        "total_equity": "1000.00",
-        "total_wallet_balance": "999.5",
-        "total_available_balance": "900",
-        "total_margin_balance": "999.5",
-        "coins": '[{"coin": "USDT", "walletBalance": "999.5"}]',
-        "raw": "{}",
-        "exchange_ts_ms": 6,
-        "received_ts_ms": 7,
-        "source": "rest",
-    }
-    assert positions.insert_many([position, {**position, "received_ts_ms": 8}]) == 2
-    assert wallets.insert_many([wallet]) == 1
-    assert positions.count(account_id, "linear", "BTCUSDT") == 2
-    assert [p.received_ts_ms for p in positions.list(account_id)] == [7, 8]
-    assert positions.list()[0].liq_price == ""
-    assert wallets.count(account_id) == 1
-    assert wallets.list(account_id)[0].coins == wallet["coins"]
-
-
-def test_rejected_frames(factory: DatabaseFactory, run_id: str) -> None:
-    frames = RejectedFrameRepository(factory.engine)
-    frames.insert_many(
-        [
-            {
-                "run_id": run_id,
-                "stream": "publicTrade",
-                "received_ts_ms": 2,
-                "reason": "missing field 'p'",
-                "payload": '{"topic": "publicTrade.BTCUSDT", "data": [{"T": 1}]}',
-            }
-        ]
-    )
-    assert frames.count(run_id) == 1
-    assert frames.list(run_id)[0].reason == "missing field 'p'"
+def test_rejected_frames_round_trip(
+    database: DatabaseFactory, records: Any, db: Any, run_id: str
+) -> None:
+    frame = records.rejected(2)
+    assert db.write(database.engine, [frame], run_id=run_id) == 1
+    frames = tables.rejected_frames.table
+    assert db.stored(database.engine, tables.rejected_frames, frames.c.run_id == run_id) == [frame]
+    (row,) = db.rows(database.engine, tables.rejected_frames)
+    assert row.reason == "missing field 'p'"
+    assert row.payload == frame.payload

@@ -1,4 +1,7 @@
-"""insert_ignore / insert_rows: exact counts, exact values, natural keys, lock waiting."""
+"""write_records: exact counts, natural keys, exact values, constraints, lock waiting.
+
+Every test taking ``database`` runs on SQLite and on PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -8,88 +11,354 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from bybit_records import Category, DataSource, Execution, FillStatus, FrameType
 from grid_db import (
     DatabaseError,
     DatabaseFactory,
     DatabasePathError,
     DatabaseSettings,
-    InvalidRowsError,
-    Order,
-    PrivateExecution,
-    PublicTrade,
-    TickerSnapshot,
-    TradeRepository,
-    insert_ignore,
-    insert_rows,
+    RowContext,
+    tables,
+    write_records,
+    write_rows,
 )
+from grid_db.models import BybitAccount, Run, User
+
+trades = tables.public_trades
 
 
-def _count(factory: DatabaseFactory, model: Any) -> int:
-    with factory.engine.connect() as connection:
-        return int(connection.execute(select(func.count()).select_from(model)).scalar_one())
+# ---- counting: new rows only, exactly ------------------------------------------------
 
 
-def test_insert_ignore_counts_new_rows(factory: DatabaseFactory, rows: Any) -> None:
-    with factory.engine.begin() as connection:
-        assert insert_ignore(connection, PublicTrade, [rows.trade(i) for i in range(5)]) == 5
-    assert _count(factory, PublicTrade) == 5
+def test_counts_new_rows(database: DatabaseFactory, records: Any, db: Any) -> None:
+    assert db.write(database.engine, [records.trade(i) for i in range(5)]) == 5
+    assert db.count(database.engine, trades) == 5
 
 
-def test_batch_that_duplicates_itself(factory: DatabaseFactory, rows: Any) -> None:
-    batch = [rows.trade(0), rows.trade(1), rows.trade(0), rows.trade(2), rows.trade(1)]
-    with factory.engine.begin() as connection:
-        inserted = insert_ignore(connection, PublicTrade, batch)
+def test_batch_that_duplicates_itself(database: DatabaseFactory, records: Any, db: Any) -> None:
+    batch = [records.trade(i) for i in (0, 1, 0, 2, 1)]
+    inserted = db.write(database.engine, batch)
     assert inserted == 3
     assert len(batch) - inserted == 2
-    assert _count(factory, PublicTrade) == 3
+    assert db.count(database.engine, trades) == 3
 
 
-def test_batch_that_duplicates_stored_rows(factory: DatabaseFactory, rows: Any) -> None:
-    with factory.engine.begin() as connection:
-        insert_ignore(connection, PublicTrade, [rows.trade(i) for i in range(10)])
-    with factory.engine.begin() as connection:
-        # 5..9 are stored already, 10..14 are new; the REST copy of a WS trade is a duplicate.
-        inserted = insert_ignore(
-            connection, PublicTrade, [rows.trade(i, source="rest") for i in range(5, 15)]
-        )
-    assert inserted == 5
-    assert _count(factory, PublicTrade) == 15
-    stored = TradeRepository(factory.engine).list("linear", "BTCUSDT")
-    assert [trade.source for trade in stored] == ["ws"] * 10 + ["rest"] * 5
-
-
-def test_all_duplicates_count_zero(factory: DatabaseFactory, rows: Any) -> None:
-    batch = [rows.trade(i) for i in range(3)]
-    with factory.engine.begin() as connection:
-        insert_ignore(connection, PublicTrade, batch)
-    with factory.engine.begin() as connection:
-        assert insert_ignore(connection, PublicTrade, batch) == 0
-
-
-def test_count_is_exact_across_insertmanyvalues_batches(
-    factory: DatabaseFactory, rows: Any
+def test_batch_that_duplicates_stored_rows(
+    database: DatabaseFactory, records: Any, db: Any
 ) -> None:
-    """SQLAlchemy splits an executemany into statements of at most 1000 rows.
-
-    Its Result.rowcount then reports only the last statement (500 for this batch), so
-    the count must come from somewhere else; insert_ignore counts RETURNING rows.
-    """
-    with factory.engine.begin() as connection:
-        insert_ignore(connection, PublicTrade, [rows.trade(i) for i in range(0, 3000, 3)])
-    # 3500 rows: 0..2999 of which every third (1000) is stored, then 500 self-duplicates.
-    batch = [rows.trade(i) for i in range(3000)] + [rows.trade(i) for i in range(1, 1000, 2)]
-    with factory.engine.begin() as connection:
-        inserted = insert_ignore(connection, PublicTrade, batch)
-    assert inserted == 2000
-    assert _count(factory, PublicTrade) == 3000
+    db.write(database.engine, [records.trade(i) for i in range(10)])
+    # 5..9 are stored already, 10..14 are new; the REST copy of a WS trade is a duplicate.
+    rest = [records.trade(i, source=DataSource.REST) for i in range(5, 15)]
+    assert db.write(database.engine, rest) == 5
+    stored = db.stored(database.engine, trades)
+    assert len(stored) == 15
+    assert [t.source for t in stored] == [DataSource.WS] * 10 + [DataSource.REST] * 5
 
 
-def test_sqlite3_executemany_rowcount_sums_over_executions(tmp_path: Path) -> None:
-    """The fallback insert_ignore uses on SQLite < 3.35 (no RETURNING) relies on this."""
+def test_all_duplicates_count_zero(database: DatabaseFactory, records: Any, db: Any) -> None:
+    batch = [records.trade(i) for i in range(3)]
+    db.write(database.engine, batch)
+    assert db.write(database.engine, batch) == 0
+    assert db.write(database.engine, batch + batch) == 0
+
+
+def test_count_is_exact_above_a_thousand_rows(
+    database: DatabaseFactory, records: Any, db: Any
+) -> None:
+    """SQLAlchemy would split a compiled executemany into statements of 1,000 rows and report
+    only the last one's rowcount; the driver's own executemany sums over every row."""
+    assert db.write(database.engine, [records.trade(i) for i in range(0, 3000, 3)]) == 1000
+    # 3,500 rows: 0..2999 of which every third (1,000) is stored, then 500 self-duplicates.
+    batch = [records.trade(i) for i in range(3000)] + [records.trade(i) for i in range(1, 1000, 2)]
+    assert db.write(database.engine, batch) == 2000
+    assert db.count(database.engine, trades) == 3000
+
+
+def test_empty_batch_is_a_no_op(database: DatabaseFactory) -> None:
+    with database.engine.begin() as connection:
+        assert write_records(connection, trades, [], RowContext()) == 0
+        assert write_rows(connection, tables.ticker_snapshots, []) == 0
+
+
+def test_write_rows_takes_rows_in_column_order(
+    database: DatabaseFactory, records: Any, db: Any, run_id: str
+) -> None:
+    batch = [records.trade(1), records.trade(2), records.trade(1)]
+    rows = trades.rows(batch, RowContext(run_id=run_id))
+    assert all(len(row) == len(trades.column_names) for row in rows)
+    assert trades.column_names[-1] == "run_id"
+    with database.engine.begin() as connection:
+        assert write_rows(connection, trades, rows) == 2
+    assert db.stored(database.engine, trades) == batch[:2]
+    assert {row.run_id for row in db.rows(database.engine, trades)} == {run_id}
+
+
+def test_nothing_is_written_when_the_transaction_rolls_back(
+    database: DatabaseFactory, records: Any, db: Any
+) -> None:
+    def write_then_fail() -> None:
+        with database.engine.begin() as connection:
+            assert db.write(connection, [records.trade(1)]) == 1
+            raise RuntimeError("writer failed after the insert")
+
+    with pytest.raises(RuntimeError, match="writer failed"):
+        write_then_fail()
+    assert db.count(database.engine, trades) == 0
+
+
+def test_a_failing_row_fails_the_whole_batch(
+    database: DatabaseFactory, records: Any, db: Any
+) -> None:
+    bad = records.trade(3, source="carrier-pigeon")
+    with pytest.raises(IntegrityError):
+        db.write(database.engine, [records.trade(1), records.trade(2), bad])
+    assert db.count(database.engine, trades) == 0
+
+
+# ---- natural keys ----------------------------------------------------------------------
+
+
+def test_trade_key_is_category_symbol_trade_id(
+    database: DatabaseFactory, records: Any, db: Any
+) -> None:
+    same_id_other_symbol = records.trade(1, symbol="ETHUSDT")
+    same_id_other_category = records.trade(1, category=Category.SPOT)
+    # Same key, every other field different: still the same trade.
+    same_key = records.trade(1, price="1.0", size="2.0", trade_time_ms=5)
+    batch = [records.trade(1), same_id_other_symbol, same_id_other_category, same_key]
+    assert db.write(database.engine, batch) == 3
+    assert db.stored(database.engine, trades) == batch[:3]
+
+
+def test_execution_key_is_exec_id(
+    database: DatabaseFactory, records: Any, db: Any, account_id: str
+) -> None:
+    batch = [records.execution("e-1"), records.execution("e-2")]
+    assert db.write(database.engine, batch, account_id=account_id) == 2
+    later_copy = records.execution("e-1", exec_time_ms=records.base_ms + 5)
+    assert db.write(database.engine, [later_copy], account_id=account_id) == 0
+    assert db.stored(database.engine, tables.private_executions) == batch
+
+
+def test_order_key_is_order_id_updated_time_status(
+    database: DatabaseFactory, records: Any, db: Any, account_id: str
+) -> None:
+    t = records.base_ms
+    batch = [
+        records.order("o-1", updated_time_ms=t, order_status="New"),
+        records.order("o-1", updated_time_ms=t, order_status="PartiallyFilled"),
+        records.order("o-1", updated_time_ms=t + 1, order_status="PartiallyFilled"),
+        records.order("o-1", updated_time_ms=t, order_status="New"),
+        records.order("o-2", updated_time_ms=t, order_status="New"),
+    ]
+    assert db.write(database.engine, batch, account_id=account_id) == 4
+    assert db.write(database.engine, batch, account_id=account_id) == 0
+
+
+def test_tables_without_a_natural_key_keep_identical_records(
+    database: DatabaseFactory, records: Any, db: Any, account_id: str
+) -> None:
+    for record in (
+        records.ticker(records.base_ms),
+        records.position(),
+        records.wallet(),
+        records.gap(),
+        records.rejected(),
+    ):
+        table = tables.table_of(type(record))
+        assert not table.ignores_duplicates
+        assert db.write(database.engine, [record, record], account_id=account_id) == 2
+        assert db.write(database.engine, [record], account_id=account_id) == 1
+        assert db.stored(database.engine, table) == [record] * 3
+
+
+# ---- exact values ----------------------------------------------------------------------
+
+#: Prices and sizes as Bybit sends them: kept as text, never turned into a number.
+EXACT_DECIMALS = [
+    "28560.50",
+    "0.000036",
+    "0.10000000",
+    "-0.0",
+    "00012.3400",
+    "123456789012345678901234567890.123456789012345678",
+    "0",
+]
+#: Free-form exchange strings (a fee, a rate) are not constrained to decimals at all.
+EXACT_STRINGS = ["1e-8", "", " 0.1 ", "NaN", "0.01713630"]
+
+
+def test_decimal_strings_round_trip_exactly(
+    database: DatabaseFactory, records: Any, db: Any, account_id: str
+) -> None:
+    batch = [
+        records.trade(index, price=value, size=value) for index, value in enumerate(EXACT_DECIMALS)
+    ]
+    db.write(database.engine, batch)
+    stored = db.stored(database.engine, trades)
+    assert [t.price for t in stored] == EXACT_DECIMALS
+    assert [t.size for t in stored] == EXACT_DECIMALS
+    fills = [records.execution(f"e-{i}", exec_fee=v) for i, v in enumerate(EXACT_STRINGS)]
+    db.write(database.engine, fills, account_id=account_id)
+    assert [
+        e.exec_fee for e in db.stored(database.engine, tables.private_executions)
+    ] == EXACT_STRINGS
+
+
+def test_decimals_are_text_and_times_integers_in_sqlite(
+    factory: DatabaseFactory, records: Any, db: Any
+) -> None:
+    db.write(factory.engine, [records.trade(i, price=v) for i, v in enumerate(EXACT_DECIMALS)])
+    with factory.engine.connect() as connection:
+        stored = connection.execute(
+            text(
+                "SELECT price, typeof(price), typeof(size), typeof(trade_time_ms) "
+                "FROM public_trades ORDER BY trade_time_ms"
+            )
+        ).all()
+    assert [row.price for row in stored] == EXACT_DECIMALS
+    # TEXT storage (not REAL): SQLite never converted a value to a number.
+    assert {(row[1], row[2], row[3]) for row in stored} == {("text", "text", "integer")}
+
+
+def test_json_fields_round_trip(
+    database: DatabaseFactory, records: Any, db: Any, account_id: str
+) -> None:
+    ticker = msgspec.structs.replace(
+        records.ticker(records.base_ms),
+        data={"lastPrice": "28560.50", "fundingRate": "-0.00005000", "list": [1, "x", None]},
+    )
+    wallet = records.wallet()
+    execution = msgspec.structs.replace(
+        records.execution("e-1"), raw={"execId": "e-1", "unicode": "é✓", "float": 0.1, "n": None}
+    )
+    db.write(database.engine, [ticker])
+    db.write(database.engine, [wallet], account_id=account_id)
+    db.write(database.engine, [execution], account_id=account_id)
+    assert db.stored(database.engine, tables.ticker_snapshots) == [ticker]
+    assert db.stored(database.engine, tables.wallet_snapshots) == [wallet]
+    assert db.stored(database.engine, tables.private_executions) == [execution]
+    # The column holds the JSON document itself (json_extract / ::jsonb read it).
+    (row,) = db.rows(database.engine, tables.ticker_snapshots)
+    assert msgspec.json.decode(row.data) == ticker.data
+    assert row.funding_rate == "-0.00005"
+    (row,) = db.rows(database.engine, tables.wallet_snapshots)
+    assert msgspec.json.decode(row.coins) == wallet.coins
+
+
+def test_large_millisecond_timestamps_round_trip(
+    database: DatabaseFactory, records: Any, db: Any
+) -> None:
+    trade = records.trade(0, trade_time_ms=4_102_444_800_000)  # 2100-01-01, beyond 32 bits
+    huge_seq = msgspec.structs.replace(records.trade(1), seq=2**63 - 1)
+    db.write(database.engine, [trade, huge_seq])
+    stored = db.stored(database.engine, trades)
+    assert stored == [trade, huge_seq]
+    assert stored[0].trade_time_ms == 4_102_444_800_000
+    assert (stored[0].is_block_trade, stored[0].is_rpi) == (False, None)
+
+
+def test_enum_members_are_stored_as_their_values(
+    database: DatabaseFactory, records: Any, db: Any
+) -> None:
+    db.write(database.engine, [records.trade(1, source=DataSource.REST)])
+    db.write(database.engine, [records.ticker(1, frame_type=FrameType.SNAPSHOT)])
+    with database.engine.connect() as connection:
+        assert connection.execute(text("SELECT category, source FROM public_trades")).one() == (
+            "linear",
+            "rest",
+        )
+        assert connection.execute(text("SELECT frame_type FROM ticker_snapshots")).scalar() == (
+            "snapshot"
+        )
+
+
+def test_context_columns_record_the_run_and_the_account(
+    database: DatabaseFactory, records: Any, db: Any, account_id: str, run_id: str
+) -> None:
+    db.write(database.engine, [records.trade(1)], run_id=run_id)
+    db.write(database.engine, [records.trade(2)])
+    db.write(database.engine, [records.execution("e-1")], account_id=account_id, run_id=run_id)
+    assert [r.run_id for r in db.rows(database.engine, trades)] == [run_id, None]
+    (execution,) = db.rows(database.engine, tables.private_executions)
+    assert (execution.account_id, execution.run_id) == (account_id, run_id)
+    assert db.count(database.engine, trades, trades.table.c.run_id == run_id) == 1
+
+
+# ---- constraints -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(lambda r: r.trade(1, source="carrier-pigeon"), id="trade-source"),
+        pytest.param(lambda r: r.ticker(1, frame_type="partial"), id="ticker-frame_type"),
+        pytest.param(lambda r: r.gap(fill_status="mostly"), id="gap-fill_status"),
+        pytest.param(lambda r: r.wallet(source="smoke-signal"), id="wallet-source"),
+    ],
+)
+def test_check_constraints_reject_unknown_values(
+    database: DatabaseFactory, records: Any, db: Any, account_id: str, bad: Any
+) -> None:
+    with pytest.raises(IntegrityError, match=r"(?i)check"):
+        db.write(database.engine, [bad(records)], account_id=account_id)
+
+
+def test_private_rows_need_an_existing_account(
+    database: DatabaseFactory, records: Any, db: Any
+) -> None:
+    with pytest.raises(IntegrityError):
+        db.write(database.engine, [records.execution("e-1")], account_id="no-such-account")
+    with pytest.raises(IntegrityError):
+        db.write(database.engine, [records.execution("e-1")], account_id=None)
+    with pytest.raises(IntegrityError):
+        db.write(database.engine, [records.trade(1)], run_id="no-such-run")
+    assert db.count(database.engine, tables.private_executions) == 0
+
+
+def test_deleting_a_run_keeps_its_data(
+    database: DatabaseFactory, records: Any, db: Any, account_id: str, run_id: str
+) -> None:
+    db.write(database.engine, [records.trade(1)], run_id=run_id)
+    db.write(database.engine, [records.gap()], run_id=run_id)
+    db.write(database.engine, [records.execution("e-1")], account_id=account_id, run_id=run_id)
+    with database.engine.begin() as connection:
+        connection.execute(delete(Run).where(Run.id == run_id))
+    for table in (trades, tables.gaps, tables.private_executions):
+        (row,) = db.rows(database.engine, table)
+        assert row.run_id is None  # ON DELETE SET NULL
+
+
+def test_an_account_with_private_data_cannot_be_deleted(
+    database: DatabaseFactory, records: Any, db: Any, account_id: str
+) -> None:
+    db.write(database.engine, [records.wallet()], account_id=account_id)
+    with pytest.raises(IntegrityError), database.engine.begin() as connection:
+        connection.execute(delete(BybitAccount).where(BybitAccount.id == account_id))
+    # Deleting the user would cascade to the account: refused as well.
+    with pytest.raises(IntegrityError), database.engine.begin() as connection:
+        connection.execute(delete(User))
+    assert db.count(database.engine, tables.wallet_snapshots) == 1
+
+
+def test_a_user_without_private_data_is_deleted_with_its_accounts(
+    database: DatabaseFactory, account_id: str
+) -> None:
+    with database.engine.begin() as connection:
+        connection.execute(delete(User))
+        assert connection.execute(select(BybitAccount)).all() == []
+
+
+# ---- SQLite: the driver's count, speed, and the write lock ------------------------------
+
+
+def test_sqlite3_executemany_rowcount_sums_over_the_rows(tmp_path: Path) -> None:
+    """What write_records' count relies on, on SQLite."""
     connection = sqlite3.connect(tmp_path / "plain.db")
     connection.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
     cursor = connection.executemany(
@@ -99,160 +368,13 @@ def test_sqlite3_executemany_rowcount_sums_over_executions(tmp_path: Path) -> No
     connection.close()
 
 
-def test_empty_batch_is_a_no_op(factory: DatabaseFactory) -> None:
-    with factory.engine.begin() as connection:
-        assert insert_ignore(connection, PublicTrade, []) == 0
-        assert insert_rows(connection, TickerSnapshot, []) == 0
-
-
-def test_insert_ignore_accepts_a_session_and_a_table(factory: DatabaseFactory, rows: Any) -> None:
-    with factory.session() as session:
-        assert insert_ignore(session, PublicTrade.__table__, [rows.trade(1), rows.trade(1)]) == 1
-    assert _count(factory, PublicTrade) == 1
-
-
-def test_nothing_is_written_when_the_transaction_rolls_back(
-    factory: DatabaseFactory, rows: Any
-) -> None:
-    def insert_then_fail() -> None:
-        with factory.engine.begin() as connection:
-            insert_ignore(connection, PublicTrade, [rows.trade(1)])
-            raise RuntimeError("writer failed after the insert")
-
-    with pytest.raises(RuntimeError, match="writer failed"):
-        insert_then_fail()
-    assert _count(factory, PublicTrade) == 0
-
-
-EXACT_DECIMALS = [
-    "28560.50",
-    "0.000036",
-    "1e-8",
-    "0.10000000",
-    "-0.0",
-    "00012.3400",
-    "123456789012345678901234567890.123456789012345678",
-    "",
-]
-
-
-def test_decimal_strings_round_trip_byte_for_byte(factory: DatabaseFactory, rows: Any) -> None:
-    batch = [
-        rows.trade(index, price=value, size=value) for index, value in enumerate(EXACT_DECIMALS)
-    ]
-    with factory.engine.begin() as connection:
-        insert_ignore(connection, PublicTrade, batch)
-    with factory.engine.connect() as connection:
-        stored = connection.execute(
-            text(
-                "SELECT price, size, typeof(price), typeof(trade_time_ms) "
-                "FROM public_trades ORDER BY trade_time_ms"
-            )
-        ).all()
-    assert [row.price for row in stored] == EXACT_DECIMALS
-    assert [row.size for row in stored] == EXACT_DECIMALS
-    # TEXT storage (not REAL): SQLite never converted a value to a number.
-    assert {row[2] for row in stored} == {"text"}
-    assert {row[3] for row in stored} == {"integer"}
-    trades = TradeRepository(factory.engine).list("linear", "BTCUSDT")
-    assert [trade.price for trade in trades] == EXACT_DECIMALS
-
-
-def test_ticker_values_and_json_round_trip(factory: DatabaseFactory, rows: Any) -> None:
-    row = rows.ticker(rows.base_ms, last_price="28560.50")
-    row["funding_rate"] = "-0.00005000"
-    row["data"] = '{"lastPrice":"28560.50", "fundingRate":"-0.00005000"}'
-    with factory.engine.begin() as connection:
-        insert_rows(connection, TickerSnapshot, [row])
-    with factory.engine.connect() as connection:
-        stored = connection.execute(text("SELECT funding_rate, data FROM ticker_snapshots")).one()
-    assert stored.funding_rate == "-0.00005000"
-    assert stored.data == row["data"]
-
-
-def test_large_millisecond_timestamps_round_trip(factory: DatabaseFactory, rows: Any) -> None:
-    row = rows.trade(0)
-    row["trade_time_ms"] = 4_102_444_800_000  # 2100-01-01, far beyond 32 bits
-    with factory.engine.begin() as connection:
-        insert_ignore(connection, PublicTrade, [row])
-    (trade,) = TradeRepository(factory.engine).list("linear", "BTCUSDT")
-    assert trade.trade_time_ms == 4_102_444_800_000
-    assert trade.is_block_trade is False
-    assert trade.is_rpi is None
-
-
-def test_trade_key_is_category_symbol_trade_id(factory: DatabaseFactory, rows: Any) -> None:
-    same_id_other_symbol = rows.trade(1, symbol="ETHUSDT")
-    same_id_other_category = {**rows.trade(1), "category": "spot"}
-    with factory.engine.begin() as connection:
-        inserted = insert_ignore(
-            connection,
-            PublicTrade,
-            [rows.trade(1), same_id_other_symbol, same_id_other_category, rows.trade(1)],
-        )
-    assert inserted == 3
-
-
-def test_execution_key_is_exec_id(factory: DatabaseFactory, rows: Any, account_id: str) -> None:
-    batch = [rows.execution("e-1", account_id), rows.execution("e-2", account_id)]
-    with factory.engine.begin() as connection:
-        assert insert_ignore(connection, PrivateExecution, batch) == 2
-    with factory.engine.begin() as connection:
-        later_copy = rows.execution("e-1", account_id, exec_time_ms=rows.base_ms + 5)
-        assert insert_ignore(connection, PrivateExecution, [later_copy]) == 0
-
-
-def test_order_key_is_order_id_updated_time_status(
-    factory: DatabaseFactory, rows: Any, account_id: str
-) -> None:
-    t = rows.base_ms
-    batch = [
-        rows.order("o-1", account_id, updated_time_ms=t, order_status="New"),
-        rows.order("o-1", account_id, updated_time_ms=t, order_status="PartiallyFilled"),
-        rows.order("o-1", account_id, updated_time_ms=t + 1, order_status="PartiallyFilled"),
-        rows.order("o-1", account_id, updated_time_ms=t, order_status="New"),
-        rows.order("o-2", account_id, updated_time_ms=t, order_status="New"),
-    ]
-    with factory.engine.begin() as connection:
-        assert insert_ignore(connection, Order, batch) == 4
-
-
-def test_insert_rows_keeps_identical_rows(factory: DatabaseFactory, rows: Any) -> None:
-    row = rows.ticker(rows.base_ms, last_price="1.5")
-    with factory.engine.begin() as connection:
-        assert insert_rows(connection, TickerSnapshot, [row, row]) == 2
-    assert _count(factory, TickerSnapshot) == 2
-
-
-def test_rows_naming_unknown_columns_are_refused(factory: DatabaseFactory, rows: Any) -> None:
-    with pytest.raises(InvalidRowsError, match="prcie"), factory.engine.begin() as connection:
-        insert_ignore(connection, PublicTrade, [{**rows.trade(1), "prcie": "1"}])
-
-
-def test_rows_with_differing_keys_are_refused(factory: DatabaseFactory, rows: Any) -> None:
-    # SQLAlchemy would compile from row 0 and silently drop row 1's extra value.
-    without_tick = {k: v for k, v in rows.trade(0).items() if k != "tick_direction"}
-    with pytest.raises(InvalidRowsError, match="tick_direction"), factory.engine.begin() as conn:
-        insert_rows(conn, PublicTrade, [without_tick, rows.trade(1)])
-
-
-def test_check_constraint_rejects_unknown_source(factory: DatabaseFactory, rows: Any) -> None:
-    with pytest.raises(IntegrityError), factory.engine.begin() as connection:
-        insert_ignore(connection, PublicTrade, [rows.trade(1, source="carrier-pigeon")])
-
-
-def test_foreign_keys_are_enforced(factory: DatabaseFactory, rows: Any) -> None:
-    with pytest.raises(IntegrityError), factory.engine.begin() as connection:
-        insert_ignore(connection, PrivateExecution, [rows.execution("e-1", "no-such-account")])
-
-
 def test_ten_thousand_trades_insert_well_under_a_second(
-    factory: DatabaseFactory, rows: Any, run_id: str
+    factory: DatabaseFactory, records: Any
 ) -> None:
-    batch = [rows.trade(i, run_id=run_id) for i in range(10_000)]
+    batch = [records.trade(i) for i in range(10_000)]
     started = time.perf_counter()
     with factory.engine.begin() as connection:
-        inserted = insert_ignore(connection, PublicTrade, batch)
+        inserted = write_records(connection, trades, batch, RowContext())
     elapsed = time.perf_counter() - started
     assert inserted == 10_000
     assert elapsed < 1.0, f"10k trades took {elapsed:.3f}s"
@@ -296,28 +418,27 @@ class _WriteLockHolder:
             self.acquired.set()
 
 
-def test_a_held_write_lock_delays_but_does_not_fail_an_insert(
-    factory: DatabaseFactory, db_path: Path, rows: Any
+def test_a_held_write_lock_delays_but_does_not_fail_a_write(
+    factory: DatabaseFactory, db_path: Path, records: Any, db: Any
 ) -> None:
     holder = _WriteLockHolder(db_path)
     holder.start()
-    # Release the lock after ~1 s from a timer; the insert below must wait for it.
+    # Release the lock after ~1 s from a timer; the write below must wait for it.
     releaser = threading.Timer(1.0, holder.release.set)
     started = time.perf_counter()
     releaser.start()
     try:
-        with factory.engine.begin() as connection:
-            inserted = insert_ignore(connection, PublicTrade, [rows.trade(i) for i in range(100)])
+        inserted = db.write(factory.engine, [records.trade(i) for i in range(100)])
     finally:
         releaser.cancel()
         holder.join()
     waited = time.perf_counter() - started
     assert inserted == 100
-    assert waited >= 0.9, f"insert did not wait for the lock ({waited:.3f}s)"
-    assert _count(factory, PublicTrade) == 100
+    assert waited >= 0.9, f"the write did not wait for the lock ({waited:.3f}s)"
+    assert db.count(factory.engine, trades) == 100
 
 
-def test_without_enough_busy_timeout_the_insert_fails(db_path: Path, rows: Any) -> None:
+def test_without_enough_busy_timeout_the_write_fails(db_path: Path, records: Any, db: Any) -> None:
     """Control for the test above: the wait is the busy timeout's doing."""
     settings = DatabaseSettings(url=f"sqlite:///{db_path}", busy_timeout_ms=50)
     with DatabaseFactory(settings) as factory:
@@ -325,11 +446,8 @@ def test_without_enough_busy_timeout_the_insert_fails(db_path: Path, rows: Any) 
         holder = _WriteLockHolder(db_path)
         holder.start()
         try:
-            with (
-                pytest.raises(OperationalError, match="locked"),
-                factory.engine.begin() as connection,
-            ):
-                insert_ignore(connection, PublicTrade, [rows.trade(1)])
+            with pytest.raises(OperationalError, match="locked"):
+                db.write(factory.engine, [records.trade(1)])
         finally:
             holder.join()
 
@@ -346,3 +464,17 @@ def test_a_lock_held_through_construction_is_not_reported_as_a_path_error(
         holder.join()
     assert not isinstance(caught.value, DatabasePathError)
     assert str(db_path) in str(caught.value)
+
+
+def test_records_are_what_the_rows_hold(records: Any) -> None:
+    """``rows`` is the record in field order, JSON fields encoded, then the context."""
+    execution: Execution = records.execution("e-1")
+    (row,) = tables.private_executions.rows([execution], RowContext("run", "account"))
+    as_tuple = msgspec.structs.astuple(execution)
+    raw_at = tables.private_executions.column_names.index("raw")
+    assert row[:raw_at] == as_tuple[:raw_at]
+    assert msgspec.json.decode(row[raw_at]) == execution.raw
+    assert row[-2:] == ("account", "run")
+    assert (
+        tables.gaps.rows([records.gap(fill_status=FillStatus.FILLED)], RowContext())[0][-1] is None
+    )

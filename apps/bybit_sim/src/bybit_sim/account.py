@@ -533,7 +533,7 @@ class Account:
                     data = encoded.get(name)
                     if data is None:
                         data = encoded[name] = dumps(_private_frame(name, frame_id, created, items))
-                    conn.send(data)
+                    conn.send(data, name)
 
 
 def _private_frame(

@@ -7,8 +7,11 @@
 * ``GET  /sim/ground-truth/executions``                -> JSON list of executions
 * ``POST /sim/faults/<name>`` with a JSON body mirroring the Python API:
   ``drop_connections {}``, ``refuse_connections {"seconds"}``, ``stall {"seconds"}``,
+  ``pause {"seconds"[,"pongs": bool]}``, ``mute {"symbol","seconds"[,"category": str|null]}``,
+  ``black_hole {"seconds"}``, ``slow_ack {"seconds"[,"count": int|null]}``,
   ``malformed_frames {"n"}``, ``rest_errors {"kind","count"}``,
-  ``recent_trade_limit {"n": int|null}``, ``clear {}`` (dashes are accepted for underscores)
+  ``recent_trade_limit {"n": int|null}``, ``clear {}`` (dashes are accepted for underscores).
+  The reply is ``{"ok": true, "result": <the Python return value>}``; bad parameters give 400.
 * ``POST /sim/markets`` ``{"category","symbol"}``: start generating a market now.
 * ``POST /sim/firehose`` ``{"category","symbol","trades","batch"[,"wait_subscriber_s"]}``: start
   pushing ``trades`` pre-generated trades in frames of ``batch`` as fast as the subscribers
@@ -28,6 +31,12 @@ from bybit_sim.codec import dumps, loads
 
 if TYPE_CHECKING:
     from bybit_sim.server import BybitSimulator
+
+
+def _opt_str(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"expected a string or null, got {value!r}")
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
@@ -101,6 +110,12 @@ class ControlApi:
                 "drop_connections": faults.drop_connections,
                 "refuse_connections": lambda: faults.refuse_connections(float(body["seconds"])),
                 "stall": lambda: faults.stall(float(body["seconds"])),
+                "pause": lambda: faults.pause(body["seconds"], body.get("pongs", False)),
+                "mute": lambda: faults.mute(
+                    str(body["symbol"]), body["seconds"], _opt_str(body.get("category"))
+                ),
+                "black_hole": lambda: faults.black_hole(body["seconds"]),
+                "slow_ack": lambda: faults.slow_ack(body["seconds"], body.get("count")),
                 "malformed_frames": lambda: faults.malformed_frames(int(body.get("n", 1))),
                 "rest_errors": lambda: faults.rest_errors(
                     str(body["kind"]), int(body.get("count", 1))

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import random
+import socket
+import struct
 from typing import Any
 
 from bybit_sim.codec import dumps, now_ms
-from bybit_sim.connection import ConnectionRegistry, WsConnection
+from bybit_sim.connection import ConnectionRegistry, MuteTable, WsConnection
+from bybit_sim.instruments import CATEGORIES
 from bybit_sim.stats import SimStats
 
 log = logging.getLogger(__name__)
@@ -29,6 +34,12 @@ class Faults:
         self._rest_kind: str | None = None
         self._rest_count = 0
         self.recent_trade_cap: int | None = None
+        self.mutes = MuteTable()  # shared with every public connection
+        self._black_hole_until = 0.0
+        self._black_hole_changed = asyncio.Event()
+        self._held_upgrades = 0
+        self._slow_ack_s: float | None = None
+        self._slow_ack_left: int | None = None  # None: every request until clear()
 
     # -- WebSocket faults ---------------------------------------------------------------
     def drop_connections(self) -> int:
@@ -48,17 +59,136 @@ class Faults:
     def refusing(self) -> bool:
         return asyncio.get_running_loop().time() < self._refuse_until
 
-    def stall(self, seconds: float) -> int:
-        """Connections open now receive nothing (data, acks, pongs) for ``seconds``.
+    def pause(self, seconds: float, pongs: bool = False) -> int:
+        """Connections open now (public and private) get no data frames for ``seconds``.
 
-        Their requests (pings included) are ignored meanwhile; frames produced during the
-        stall are lost for them. Connections opened later are not affected.
+        Frames produced meanwhile are lost for them (never delivered late); afterwards the
+        same sockets deliver new data again by themselves. With ``pongs=False`` acks and
+        pongs are withheld too and requests are ignored (the link is silent: ``stall``);
+        with ``pongs=True`` only frames with a topic are withheld, pings are answered and
+        requests acked. Connections opened later are not affected. Returns how many.
         """
+        seconds = _seconds(seconds)
+        if not isinstance(pongs, bool):
+            raise TypeError("pongs must be a boolean")
         conns = self._registry.all()
         for conn in conns:
-            conn.stall(seconds)
-        log.info("fault: stalled %d connection(s) for %.2fs", len(conns), seconds)
+            conn.pause(seconds, pongs=pongs)
+        log.info(
+            "fault: paused %d connection(s) for %.2fs (%s)",
+            len(conns),
+            seconds,
+            "data only" if pongs else "data, acks and pongs",
+        )
         return len(conns)
+
+    def stall(self, seconds: float) -> int:
+        """``pause(seconds)``: nothing at all (data, acks, pongs) for ``seconds``."""
+        return self.pause(seconds)
+
+    def mute(self, symbol: str, seconds: float, category: str | None = None) -> int:
+        """No frame of any topic of ``symbol`` reaches a public connection for ``seconds``.
+
+        Of ``category`` only, or every category when None. Trades printed meanwhile still
+        go to ground truth and the REST window. Returns how many connections subscribed to
+        a topic of the symbol are affected now (connections subscribing later are muted
+        too, but not counted).
+        """
+        if not isinstance(symbol, str) or not symbol:
+            raise ValueError("symbol must be a non-empty string")
+        if category is not None and category not in CATEGORIES:
+            raise ValueError(f"unknown category {category!r}; expected one of {CATEGORIES}")
+        seconds = _seconds(seconds)
+        self.mutes.mute(category, symbol, seconds)
+        affected = sum(
+            1
+            for conn in self._registry.public()
+            if any(self.mutes.matches(conn.category, t, category, symbol) for t in conn.topics)
+        )
+        log.info(
+            "fault: muted %s/%s for %.2fs (%d connection(s))",
+            category or "*",
+            symbol,
+            seconds,
+            affected,
+        )
+        return affected
+
+    def black_hole(self, seconds: float) -> None:
+        """New WS upgrades get no answer for ``seconds``; then held ones are aborted.
+
+        The TCP connection is accepted and the upgrade request read, but the handler holds
+        it without responding; when the window ends (or ``clear()``) every held request's
+        transport is aborted (a client still waiting sees a reset). REST is not affected,
+        nor are connections already open.
+        """
+        seconds = _seconds(seconds)
+        self._black_hole_until = asyncio.get_running_loop().time() + seconds
+        self._wake_held()
+        log.info("fault: black-holing WS upgrades for %.2fs", seconds)
+
+    def black_holing(self) -> bool:
+        return asyncio.get_running_loop().time() < self._black_hole_until
+
+    def _wake_held(self) -> None:
+        self._black_hole_changed.set()
+        self._black_hole_changed = asyncio.Event()
+
+    async def hold_upgrade(self, transport: asyncio.Transport | None) -> None:
+        """Hold an upgrade request until the black hole closes, then abort its transport."""
+        self._stats.ws_upgrades_black_holed += 1
+        self._held_upgrades += 1
+        loop = asyncio.get_running_loop()
+        try:
+            while (remaining := self._black_hole_until - loop.time()) > 0:
+                changed = self._black_hole_changed
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await changed.wait()
+        finally:
+            self._held_upgrades -= 1
+            if transport is not None and not transport.is_closing():
+                _reset(transport)
+
+    def release_held(self) -> None:
+        """End the black hole now (server shutdown): held upgrades are aborted."""
+        self._black_hole_until = 0.0
+        self._wake_held()
+
+    def slow_ack(self, seconds: float, count: int | None = None) -> None:
+        """Delay the next ``count`` subscribe requests (and private ``auth``) by ``seconds``.
+
+        Each delayed request is processed ``seconds`` after it arrived: the subscription
+        takes effect, its snapshots and its ack are sent only then. The fault stays armed
+        until ``count`` requests were delayed (``None``: every request until ``clear()``).
+        Pings and other requests are answered normally meanwhile; nothing is sent if the
+        connection closes first.
+        """
+        seconds = _seconds(seconds)
+        if count is not None and (
+            isinstance(count, bool) or not isinstance(count, int) or count < 1
+        ):
+            raise ValueError("count must be a positive integer or null")
+        self._slow_ack_s = seconds
+        self._slow_ack_left = count
+        log.info(
+            "fault: delaying %s subscribe/auth request(s) by %.2fs",
+            "every" if count is None else f"the next {count}",
+            seconds,
+        )
+
+    def take_slow_ack(self) -> float | None:
+        """Consume one delayed request: its delay, or None (called by the read loop)."""
+        delay = self._slow_ack_s
+        if delay is None:
+            return None
+        if self._slow_ack_left is not None:
+            self._slow_ack_left -= 1
+            if self._slow_ack_left <= 0:
+                self._slow_ack_s = None
+                self._slow_ack_left = None
+        self._stats.ws_requests_delayed += 1
+        return delay
 
     def malformed_frames(self, n: int) -> int:
         """Queue ``n`` malformed frames on each public connection, interleaved with data."""
@@ -98,17 +228,48 @@ class Faults:
         self._rest_kind = None
         self._rest_count = 0
         self.recent_trade_cap = None
+        self.mutes.clear()
+        self.release_held()
+        self._slow_ack_s = None
+        self._slow_ack_left = None
         for conn in self._registry.all():
             conn.unstall()
             conn.pending_malformed = 0
 
     def status(self) -> dict[str, Any]:
+        slow: dict[str, Any] | None = None
+        if self._slow_ack_s is not None:
+            slow = {"seconds": self._slow_ack_s, "remaining": self._slow_ack_left}
         return {
             "refusing": self.refusing(),
             "rest_kind": self._rest_kind,
             "rest_count": self._rest_count,
             "recent_trade_limit": self.recent_trade_cap,
+            "paused_connections": self._registry.paused(),
+            "muted": self.mutes.active(),
+            "black_hole": self.black_holing(),
+            "black_holed_upgrades_held": self._held_upgrades,
+            "slow_ack": slow,
         }
+
+
+def _reset(transport: asyncio.Transport) -> None:
+    """Abort with an RST (SO_LINGER 0), so a waiting client sees "connection reset"."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def _seconds(value: float) -> float:
+    """A duration argument: a finite, non-negative number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("seconds must be a number")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("seconds must be a finite number >= 0")
+    return seconds
 
 
 def malformed_frame(conn: WsConnection) -> bytes:

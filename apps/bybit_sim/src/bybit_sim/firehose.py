@@ -156,6 +156,6 @@ class Firehose:
             subscribers = list(self._hub.subscribers(market.category, topic))
             status.subscribers = len(subscribers)
             for conn in subscribers:
-                await conn.send_paced(frame)
+                await conn.send_paced(frame, topic)
             status.frames_sent += 1
             status.trades_sent += len(trades)

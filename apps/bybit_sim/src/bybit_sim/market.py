@@ -221,7 +221,9 @@ class MarketBase:
             return
         for start in range(0, len(trades), MAX_TRADES_PER_FRAME):
             self.hub.publish_encoded(
-                subs, self.encode_trade_frame(trades[start : start + MAX_TRADES_PER_FRAME], ts)
+                subs,
+                self.encode_trade_frame(trades[start : start + MAX_TRADES_PER_FRAME], ts),
+                topic,
             )
 
     def make_trades(self, n: int, ts: int) -> list[TruthTrade]:
@@ -920,8 +922,9 @@ class MarketHub:
             self.unsubscribe(conn, conn.category, topic)
 
     def publish(self, subs: Iterable[WsConnection], frame: dict[str, Any]) -> None:
-        self.publish_encoded(subs, dumps(frame))
+        self.publish_encoded(subs, dumps(frame), str(frame["topic"]))
 
-    def publish_encoded(self, subs: Iterable[WsConnection], data: bytes) -> None:
+    def publish_encoded(self, subs: Iterable[WsConnection], data: bytes, topic: str) -> None:
+        """Send one data frame of ``topic`` to ``subs`` (pauses and mutes apply)."""
         for conn in list(subs):
-            conn.send(data)
+            conn.send(data, topic)

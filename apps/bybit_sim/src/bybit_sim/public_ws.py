@@ -139,7 +139,7 @@ class PublicWs:
             return
         ok: list[str] = []
         errors: list[tuple[str, str]] = []
-        snapshots: list[bytes] = []
+        snapshots: list[tuple[bytes, str]] = []
         for name in args:
             if op == "unsubscribe":
                 if name in conn.topics:
@@ -157,14 +157,14 @@ class PublicWs:
                 errors.append((name, f"error:handler not found,topic:{name}"))
                 continue
             conn.topics.add(name)
-            snapshots.extend(self.hub.subscribe(conn, conn.category, topic))
+            snapshots.extend((f, name) for f in self.hub.subscribe(conn, conn.category, topic))
             ok.append(name)
         ack_frame = dumps(self._sub_ack(conn, op, req_id, ok, errors))
         if self.cfg.snapshot_before_ack:
-            for frame in snapshots:
-                conn.send(frame)
+            for frame, name in snapshots:
+                conn.send(frame, name)
             conn.send(ack_frame)
         else:
             conn.send(ack_frame)
-            for frame in snapshots:
-                conn.send(frame)
+            for frame, name in snapshots:
+                conn.send(frame, name)

@@ -124,6 +124,7 @@ class BybitSimulator:
             return
         self._stopped = True
         self._stopping.set()
+        self.faults.release_held()
         await self.firehose.stop()
         await self.hub.stop()
         await self.account.stop()

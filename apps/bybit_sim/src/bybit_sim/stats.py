@@ -12,6 +12,8 @@ class SimStats:
     ws_connections_accepted: int = 0
     ws_connections_refused: int = 0
     ws_connections_dropped: int = 0
+    ws_upgrades_black_holed: int = 0  # upgrade requests held unanswered (black_hole)
+    ws_requests_delayed: int = 0  # subscribe/auth requests delayed (slow_ack)
     subscribe_requests: list[list[str]] = field(default_factory=list)
     pings_received: int = 0
     auth_attempts: int = 0
@@ -25,6 +27,8 @@ class SimStats:
             "ws_connections_accepted": self.ws_connections_accepted,
             "ws_connections_refused": self.ws_connections_refused,
             "ws_connections_dropped": self.ws_connections_dropped,
+            "ws_upgrades_black_holed": self.ws_upgrades_black_holed,
+            "ws_requests_delayed": self.ws_requests_delayed,
             "subscribe_requests": [list(a) for a in self.subscribe_requests],
             "pings_received": self.pings_received,
             "auth_attempts": self.auth_attempts,

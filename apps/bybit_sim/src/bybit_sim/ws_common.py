@@ -1,8 +1,8 @@
 """The WebSocket life cycle shared by public and private sockets.
 
-Handshake (or refusal), registration, the read loop (text commands, protocol pings) and
-clean-up. Replies are queued on the connection like data, so stalls and ordering apply to
-them too.
+Handshake (or refusal, or a black hole), registration, the read loop (text commands,
+protocol pings) and clean-up. Replies are queued on the connection like data, so pauses and
+ordering apply to them too; ``slow_ack`` delays subscribe/auth requests here.
 """
 
 from __future__ import annotations
@@ -79,6 +79,10 @@ class SocketServer:
         if self.faults.refusing():
             self.stats.ws_connections_refused += 1
             return web.Response(status=503, text="503 Service Temporarily Unavailable")
+        if self.faults.black_holing():
+            # the request was read; hold it unanswered, then abort the TCP connection
+            await self.faults.hold_upgrade(request.transport)
+            return web.Response(status=503)  # never reaches the client: the socket is gone
         ws = web.WebSocketResponse(autoping=False, max_msg_size=1 << 20)
         transport = request.transport
         await ws.prepare(request)
@@ -91,6 +95,7 @@ class SocketServer:
             stats=self.stats,
             queue_max=self.cfg.ws_send_queue_max,
             malformed_factory=malformed_frame,
+            mutes=self.faults.mutes,
         )
         self.registry.add(conn)
         self.stats.ws_connections_accepted += 1
@@ -140,4 +145,11 @@ class SocketServer:
             self.stats.pings_received += 1
         if conn.stalled():
             return  # a stalled link swallows requests too (no pong, no ack)
-        on_command(conn, obj, op if isinstance(op, str) else "")
+        name = op if isinstance(op, str) else ""
+        if name == "subscribe" or (name == "auth" and conn.kind == "private"):
+            delay = self.faults.take_slow_ack()
+            if delay is not None:
+                log.debug("ws %s: %s delayed by %.2fs", conn.conn_id, name, delay)
+                conn.call_later(delay, lambda: on_command(conn, obj, name))
+                return
+        on_command(conn, obj, name)

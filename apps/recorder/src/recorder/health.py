@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from dataclasses import dataclass
 
-from event_saver import ReconcilerStats, WriterStats
+from bybit_records import FillStatus
+from event_saver import PipelineHealth, ReconcilerStats, WriterStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +19,8 @@ class StreamHealth:
     frames: int
     last_message_age_s: float | None
     rejected_frames: int
+    outages: int = 0
+    auth_failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +32,43 @@ class HealthSnapshot:
     gaps_pending: int
     rss_mb: float | None = None
     asyncio_tasks: int | None = None
+
+
+def health_snapshot(pipeline: PipelineHealth, uptime_s: float) -> HealthSnapshot:
+    """The session's health now, from its pipeline's counters."""
+    now_ns = time.time_ns()
+    streams = []
+    for stream in pipeline.streams:
+        last = stream.stats.last_data_received_ns
+        streams.append(
+            StreamHealth(
+                name=stream.name,
+                state=stream.state.value,
+                reconnects=stream.reconnects,
+                frames=stream.stats.data_frames,
+                last_message_age_s=None if last is None else (now_ns - last) / 1e9,
+                rejected_frames=stream.stats.rejected_frames,
+                outages=stream.stats.outages,
+                auth_failures=stream.auth_failures,
+            )
+        )
+    return HealthSnapshot(
+        uptime_s=uptime_s,
+        streams=tuple(streams),
+        writers=pipeline.writers,
+        gaps=pipeline.gaps,
+        gaps_pending=pipeline.gaps_pending,
+        rss_mb=resident_memory_mb(),
+        asyncio_tasks=_tasks(),
+    )
+
+
+def _tasks() -> int | None:
+    """Tasks of the running event loop; None outside one."""
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:
+        return None
 
 
 def resident_memory_mb() -> float | None:
@@ -46,6 +88,10 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
+def _causes(gaps: ReconcilerStats) -> str:
+    return ",".join(f"{cause.value}:{n}" for cause, n in sorted(gaps.causes.items()))
+
+
 def format_health(snapshot: HealthSnapshot) -> str:
     """E.g. ``health uptime=5m00s | public.linear connected reconnects=0 ... | trades ...``."""
     process = f"health uptime={_duration(snapshot.uptime_s)}"
@@ -57,8 +103,9 @@ def format_health(snapshot: HealthSnapshot) -> str:
     for s in snapshot.streams:
         age = "n/a" if s.last_message_age_s is None else f"{s.last_message_age_s:.1f}s"
         parts.append(
-            f"{s.name} {s.state} reconnects={s.reconnects} frames={s.frames} "
+            f"{s.name} {s.state} reconnects={s.reconnects} outages={s.outages} frames={s.frames} "
             f"last_msg_age={age} rejected={s.rejected_frames}"
+            + (f" auth_failures={s.auth_failures}" if s.auth_failures else "")
         )
     for w in snapshot.writers:
         latency = "n/a" if w.last_flush_latency_ms is None else f"{w.last_flush_latency_ms:.1f}ms"
@@ -70,8 +117,9 @@ def format_health(snapshot: HealthSnapshot) -> str:
         )
     g = snapshot.gaps
     parts.append(
-        f"gaps detected={g.gaps_detected} filled={g.gaps['filled']} partial={g.gaps['partial']} "
-        f"unfillable={g.gaps['unfillable']} recovered_rows={g.rows_recovered} "
+        f"gaps detected={g.gaps_detected} filled={g.gaps[FillStatus.FILLED]} partial={g.gaps[FillStatus.PARTIAL]} "
+        f"unfillable={g.gaps[FillStatus.UNFILLABLE]} recovered_rows={g.rows_recovered} "
         f"ticker_gaps={g.ticker_gaps} pending={snapshot.gaps_pending}"
+        + (f" causes={causes}" if (causes := _causes(g)) else "")
     )
     return " | ".join(parts)

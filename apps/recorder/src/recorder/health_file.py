@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bybit_records import FillStatus
 from recorder.health import HealthSnapshot
 
 FILE_NAME = "health.json"
@@ -87,9 +88,9 @@ class HealthFileWriter:
             ],
             "gaps": {
                 "detected": gaps.gaps_detected,
-                "filled": gaps.gaps["filled"],
-                "partial": gaps.gaps["partial"],
-                "unfillable": gaps.gaps["unfillable"],
+                "filled": gaps.gaps[FillStatus.FILLED],
+                "partial": gaps.gaps[FillStatus.PARTIAL],
+                "unfillable": gaps.gaps[FillStatus.UNFILLABLE],
                 "ticker_gaps": gaps.ticker_gaps,
                 "rows_recovered": gaps.rows_recovered,
                 "pending": snapshot.gaps_pending,

@@ -41,6 +41,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from bybit_records import FillStatus
 from recorder.health import HealthSnapshot
 
 STATES = ("idle", "connecting", "connected", "reconnecting", "stopped")
@@ -142,8 +143,8 @@ class MetricsExporter(Collector):
             buffered.add_metric(labels, w.buffered)
             backpressure.add_metric(labels, 1.0 if w.backpressure_active else 0.0)
         gaps = counter("recorder_gaps", "Trade and private gaps by fill status", ["fill_status"])
-        for status in ("filled", "partial", "unfillable"):
-            gaps.add_metric([*run, status], snapshot.gaps.gaps[status])
+        for status in FillStatus:
+            gaps.add_metric([*run, status.value], snapshot.gaps.gaps[status])
         ticker_gaps = counter("recorder_ticker_gaps", "Ticker gaps (never refillable)", [])
         ticker_gaps.add_metric(run, snapshot.gaps.ticker_gaps)
         recovered = counter("recorder_gap_rows_recovered", "Rows refilled over REST", [])

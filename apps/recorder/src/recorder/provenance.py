@@ -1,4 +1,4 @@
-"""What produced a dataset: software version, git commit, host."""
+"""What produced a dataset: software version, git commit (and uncommitted changes), host."""
 
 from __future__ import annotations
 
@@ -18,27 +18,48 @@ def software_version() -> str:
         return "unknown"
 
 
-@lru_cache(maxsize=1)
-def git_commit() -> str | None:
-    """The commit of the checkout this code runs from, with ``-dirty`` if modified."""
+#: a diff of uncommitted changes larger than this is not saved with a session
+MAX_DIFF_BYTES = 5_000_000
+
+
+def _git(*args: str) -> subprocess.CompletedProcess[str] | None:
     here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
-        )
-        if commit.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    suffix = "-dirty" if dirty.stdout.strip() else ""
-    return commit.stdout.strip() + suffix
+
+
+@lru_cache(maxsize=1)
+def git_revision() -> tuple[str, bool] | None:
+    """(commit, whether tracked files differ from it) of the checkout this code runs from;
+    None outside a git checkout."""
+    commit = _git("rev-parse", "HEAD")
+    if commit is None or commit.returncode != 0:
+        return None
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return commit.stdout.strip(), bool(dirty is not None and dirty.stdout.strip())
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout this code runs from, with ``-dirty`` if modified."""
+    revision = git_revision()
+    if revision is None:
+        return None
+    commit, dirty = revision
+    return commit + ("-dirty" if dirty else "")
+
+
+def git_diff() -> str | None:
+    """The uncommitted changes to tracked files (``git diff HEAD --binary``), for
+    ``git apply``; None when clean, outside a checkout, or larger than ``MAX_DIFF_BYTES``."""
+    revision = git_revision()
+    if revision is None or not revision[1]:
+        return None
+    diff = _git("diff", "HEAD", "--binary")
+    if diff is None or diff.returncode != 0 or len(diff.stdout) > MAX_DIFF_BYTES:
+        return None
+    return diff.stdout
 
 
 def host_name() -> str:

@@ -1,4 +1,20 @@
-"""One recording session: wiring, lifecycle, health and shutdown."""
+"""One recording session: the run's bookkeeping around a ``RecordingPipeline``.
+
+``Recorder`` prepares the database (schema, the ``runs`` row), runs the pipeline the
+configuration describes, logs its health, and closes the run with a status that says
+what happened (``verdict``). Everything that records lives in ``event_saver.RecordingPipeline``.
+
+``record_session`` (async) and ``run_session`` are the one session code of both front ends: the
+Hydra ``recorder`` command and the plain-YAML ``recorder --config FILE`` / ``recorder-main``.
+
+The final status of a run:
+
+* ``error`` when it did not record what it was asked to: the public stream never connected,
+  Bybit refused a topic, the private stream never authenticated (or never connected), rows
+  were left unwritten, or the session failed; ``runs.error`` says which;
+* ``completed`` otherwise; ``runs.error`` then still notes what was not perfect (gaps REST
+  could not fill, private auth failures after a success, refills left pending at shutdown).
+"""
 
 from __future__ import annotations
 
@@ -7,50 +23,43 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import signal
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
+from sqlalchemy.exc import DBAPIError
 
-from bybit_adapter import (
-    BybitAuthError,
-    BybitRestClient,
-    Outage,
-    RestSettings,
-    WebSocketSettings,
-)
-from event_saver import (
-    AccountContext,
-    DatabaseWorker,
-    ExecutionWriter,
-    FlowGate,
-    GapReconciler,
-    OrderWriter,
-    PositionWriter,
-    PrivateCollector,
-    PublicCollector,
-    RejectedFrameWriter,
-    TickerWriter,
-    TradeWriter,
-    WalletWriter,
-    WriterSettings,
-)
-from event_saver.buffered_writer import BufferedWriter
+from bybit_adapter import RestSettings, WebSocketSettings, public_topics
+from bybit_records import FillStatus
+from event_saver import AccountAccess, PipelineConfig, RecordingPipeline, WriterSettings
 from grid_db import (
     DatabaseFactory,
     DatabaseSettings,
     GridDbError,
     ReferenceDataRepository,
     RunRepository,
+    RunStatus,
 )
-from recorder.config import RecorderConfig
-from recorder.health import HealthSnapshot, StreamHealth, format_health, resident_memory_mb
+from recorder.config import DB_PASSWORD_ENV, RecorderConfig
+from recorder.dead_runs import abort_dead_sessions
+from recorder.health import HealthSnapshot, format_health, health_snapshot
 from recorder.health_file import FILE_NAME as HEALTH_FILE_NAME
 from recorder.health_file import HealthFileWriter
-from recorder.provenance import git_commit, host_name, pid_alive, software_version
+from recorder.provenance import (
+    git_commit,
+    git_diff,
+    git_revision,
+    host_name,
+    pid_alive,
+    software_version,
+)
+from recorder.redaction import SECRETS, redact
 
 if TYPE_CHECKING:
     from recorder.metrics import MetricsExporter
@@ -64,13 +73,22 @@ USER_ID = str(uuid.uuid5(_NAMESPACE, "user:default"))
 ACCOUNT_ID = str(uuid.uuid5(_NAMESPACE, "bybit_account:default"))
 STRATEGY_ID = str(uuid.uuid5(_NAMESPACE, "strategy:recorder"))
 
+EXIT_ERROR = 1
+EXIT_DATABASE = 3
 
-def websocket_settings(config: RecorderConfig, private: bool = False) -> WebSocketSettings:
+
+def stream_settings(config: RecorderConfig, *, private: bool = False) -> WebSocketSettings:
+    """The connection bounds and detection thresholds of a public or the private stream."""
     c = config.connection
     return WebSocketSettings(
         ping_interval=c.ping_interval_seconds,
         pong_timeout=c.pong_timeout_seconds,
+        # Private streams are quiet by nature: pongs, not data, prove them alive.
+        silence_timeout=None if private else config.gap_threshold_seconds,
         stall_timeout=None if private else c.stall_timeout_seconds,
+        connect_timeout=c.open_timeout_seconds,
+        open_timeout=c.open_timeout_seconds,
+        ack_timeout=c.ack_timeout_seconds,
         backoff_initial=c.reconnect_initial_delay_seconds,
         backoff_max=c.reconnect_max_delay_seconds,
         max_connects_per_window=c.max_connects_per_5min,
@@ -78,13 +96,108 @@ def websocket_settings(config: RecorderConfig, private: bool = False) -> WebSock
     )
 
 
+def pipeline_config(config: RecorderConfig, run_id: str) -> PipelineConfig:
+    account = config.account
+    return PipelineConfig(
+        category=config.category,
+        symbols=tuple(config.symbols),
+        public_ws_url=config.network.public_ws_url,
+        rest_url=config.network.rest_url,
+        run_id=run_id,
+        public=stream_settings(config),
+        rest=RestSettings(timeout=config.rest.timeout_seconds, max_retries=config.rest.max_retries),
+        writer=WriterSettings(
+            batch_size=config.batch_size,
+            flush_interval=config.flush_interval,
+            max_buffer=config.max_buffer_rows,
+        ),
+        account=AccountAccess(
+            config.network.private_ws_url,
+            account.api_key.get_secret_value(),
+            account.api_secret.get_secret_value(),
+            ACCOUNT_ID,
+            stream_settings(config, private=True),
+        )
+        if account is not None
+        else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """How a run ended: its status, and what ``runs.error`` says (None: nothing to say)."""
+
+    status: RunStatus
+    #: why the run is ``error``
+    errors: tuple[str, ...] = ()
+    #: what was not perfect in a ``completed`` run (kept in ``runs.error`` too)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str | None:
+        parts = [*self.errors, *self.notes]
+        return redact("; ".join(parts)) if parts else None
+
+
+def verdict(
+    pipeline: RecordingPipeline,
+    status: RunStatus = RunStatus.COMPLETED,
+    error: str | None = None,
+) -> Verdict:
+    """The truth about a stopped pipeline's run (see the module doc)."""
+    errors = [error] if error else []
+    notes: list[str] = []
+    public = pipeline.public
+    if public is not None:
+        if public.connects == 0:
+            errors.append(f"never connected to {public.url}")
+        for topic, reason in sorted(public.refused_topics.items()):
+            errors.append(f"Bybit refused {topic}: {reason}")
+        wanted = public_topics(public.symbols)
+        if public.connects and set(wanted) <= set(public.refused_topics):
+            errors.append("nothing was subscribed")
+    private = pipeline.private
+    if private is not None:
+        if private.connects == 0:
+            errors.append(f"never connected to the private stream {private.url}")
+        elif private.auth_successes == 0:
+            last = private.last_auth_error
+            errors.append(
+                f"private auth never succeeded ({private.auth_failures} attempt(s) refused; "
+                f"last: {last})"
+                if last is not None
+                else "private auth never succeeded (no reply before the session ended)"
+            )
+        elif private.auth_failures:
+            notes.append(
+                f"private auth refused {private.auth_failures} time(s) "
+                f"(last: {private.last_auth_error})"
+            )
+    lost = sum(w.buffered for w in pipeline.writers)
+    if lost:
+        errors.append(f"{lost} buffered rows could not be written")
+    reconciler = pipeline.reconciler
+    if reconciler is not None:
+        gaps = reconciler.stats.gaps
+        partial, unfillable = gaps[FillStatus.PARTIAL], gaps[FillStatus.UNFILLABLE]
+        if partial or unfillable:
+            notes.append(
+                f"{partial + unfillable} gap(s) REST could not fill ({partial} partial, "
+                f"{unfillable} unfillable): data may be missing there"
+            )
+        if reconciler.pending:
+            notes.append(f"{reconciler.pending} outage(s) not refilled before shutdown")
+    final = RunStatus.ERROR if errors and status is RunStatus.COMPLETED else status
+    return Verdict(final, tuple(errors), tuple(notes))
+
+
 class Recorder:
     """Records the configured streams of one category into one database.
 
-    ``start()`` creates the schema, the ``runs`` row, writers, the gap
-    reconciler and collectors; ``stop()`` stops reading, lets pending gap
-    fills finish, flushes every writer and closes the run. ``stop()`` is
-    idempotent and safe after a failed ``start()``.
+    ``start()`` prepares the database and the run and starts the pipeline; ``stop()``
+    stops reading, lets pending refills finish, flushes every writer and closes the
+    run with its ``verdict``. ``stop()`` is idempotent and safe after a failed ``start()``.
+    ``run_until_shutdown()`` does both, and starts only if ``start()`` has not.
     """
 
     def __init__(
@@ -94,124 +207,70 @@ class Recorder:
         self.db = db
         self.output_dir = output_dir
         self.run_id = str(uuid.uuid4())
-        self.worker = DatabaseWorker()
-        self.gate = FlowGate()
-        self.writers: list[BufferedWriter[Any]] = []
-        self.public: PublicCollector | None = None
-        self.private: PrivateCollector | None = None
-        self.reconciler: GapReconciler | None = None
-        self.rest: BybitRestClient | None = None
-        self._run_created = False
-        self._stopped = False
-        self._started_monotonic = time.monotonic()
-        self._health_task: asyncio.Task[None] | None = None
+        self.pipeline = RecordingPipeline(db.engine, pipeline_config(config, self.run_id))
         self.health_lines = 0
-        self.auth_errors: list[BybitAuthError] = []
         self.health_file = (
             HealthFileWriter(output_dir / HEALTH_FILE_NAME, self.run_id, config.health_log_interval)
             if output_dir is not None
             else None
         )
         self.metrics: MetricsExporter | None = None
+        self._started = False
+        self._stopped = False
+        self._run_created = False
+        self._started_monotonic = time.monotonic()
+        self._health_task: asyncio.Task[None] | None = None
+        self.verdict: Verdict | None = None
 
     # ---- lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
         self._started_monotonic = time.monotonic()
-        await self.worker.run(self._prepare_database)
+        await asyncio.to_thread(self._prepare_database)
         self._run_created = True
-        config = self.config
-        writer_settings = WriterSettings(
-            batch_size=config.batch_size,
-            flush_interval=config.flush_interval,
-            max_buffer=config.max_buffer_rows,
+        settings = self.pipeline.config
+        _log.debug(
+            "pipeline: public %s, rest %s (%s), writer %s, private %s",
+            settings.public,
+            settings.rest_url,
+            settings.rest,
+            settings.writer,
+            "on" if settings.account is not None else "off",
         )
-        engine = self.db.engine
-        self.trades = TradeWriter(engine, self.worker, self.run_id, writer_settings, self.gate)
-        self.tickers = TickerWriter(engine, self.worker, self.run_id, writer_settings, self.gate)
-        self.rejected = RejectedFrameWriter(engine, self.worker, self.run_id, writer_settings)
-        self.writers = [self.trades, self.tickers, self.rejected]
-        account = config.account
-        context = None
-        if account is not None:
-            context = AccountContext(ACCOUNT_ID, self.run_id, (config.category,))
-            self.executions = ExecutionWriter(
-                engine, self.worker, self.run_id, ACCOUNT_ID, writer_settings, self.gate
-            )
-            self.orders = OrderWriter(
-                engine, self.worker, self.run_id, ACCOUNT_ID, writer_settings, self.gate
-            )
-            self.positions = PositionWriter(
-                engine, self.worker, self.run_id, ACCOUNT_ID, writer_settings, self.gate
-            )
-            self.wallets = WalletWriter(
-                engine, self.worker, self.run_id, ACCOUNT_ID, writer_settings, self.gate
-            )
-            self.writers += [self.executions, self.orders, self.positions, self.wallets]
-        for writer in self.writers:
-            await writer.start()
-        self.rest = BybitRestClient(
-            config.network.rest_url,
-            account.api_key.get_secret_value() if account else None,
-            account.api_secret.get_secret_value() if account else None,
-            settings=RestSettings(
-                timeout=config.rest.timeout_seconds, max_retries=config.rest.max_retries
-            ),
-        )
-        await self.rest.start()
-        self.reconciler = GapReconciler(
-            self.rest, engine, self.worker, self.run_id, account=context
-        )
-        await self.reconciler.start()
-        self.public = PublicCollector(
-            config.network.public_ws_url,
-            config.symbols,
-            category=config.category,
-            on_trades=self.trades.add_many,
-            on_ticker=self.tickers.add,
-            on_outage=self.reconciler.submit_public,
-            on_rejected=self.rejected.add,
-            settings=websocket_settings(config),
-            gate=self.gate,
-            silence_threshold=config.gap_threshold_seconds,
-        )
-        await self.public.start()
-        if account is not None and context is not None:
-            self.private = PrivateCollector(
-                config.network.private_ws_url,
-                account.api_key.get_secret_value(),
-                account.api_secret.get_secret_value(),
-                context,
-                on_execution=self.executions.add,
-                on_order=self.orders.add,
-                on_position=self.positions.add,
-                on_wallet=self.wallets.add,
-                on_outage=self._private_outage,
-                on_rejected=self.rejected.add,
-                on_auth_error=self.auth_errors.append,
-                settings=websocket_settings(config, private=True),
-                gate=self.gate,
-            )
-            await self.private.start()
-            await self.reconciler.refresh_private_state()
+        await self.pipeline.start()
         self._health_task = asyncio.create_task(self._health_loop(), name="health")
         self._start_metrics()
         self._publish_health(self.health())
         _log.info(
             "recording %s %s into %s (run %s)",
-            config.category,
-            ",".join(config.symbols),
-            self.db.settings.url if self.db.sqlite_path is None else self.db.sqlite_path,
+            self.config.category,
+            ",".join(self.config.symbols),
+            self.db.display_url,
             self.run_id,
         )
 
     def _prepare_database(self) -> None:
         self.db.create_tables()
         runs = RunRepository(self.db.engine)
-        self._abort_crashed_runs(runs)
+        for run in runs.abort_dead_runs(host_name(), pid_alive):
+            _log.warning(
+                "run %s (pid %d) had ended without closing; marked aborted", run.id, run.pid
+            )
+        if self.output_dir is not None:
+            for dead in abort_dead_sessions(self.output_dir, self.db.sqlite_path):
+                _log.warning(
+                    "run %s (pid %d) in %s had ended without closing; marked aborted",
+                    dead.run_id,
+                    dead.pid,
+                    dead.folder,
+                )
+        account = ACCOUNT_ID if self.config.account is not None else None
         ReferenceDataRepository(self.db.engine).upsert_reference_rows(
             USER_ID,
-            ACCOUNT_ID if self.config.account is not None else None,
+            account,
             STRATEGY_ID,
             testnet=self.config.testnet,
             strategy_name="recorder",
@@ -225,28 +284,16 @@ class Recorder:
             software_version=software_version(),
             git_commit=git_commit(),
             output_dir=str(self.output_dir) if self.output_dir else None,
-            account_id=ACCOUNT_ID if self.config.account is not None else None,
+            account_id=account,
             strategy_id=STRATEGY_ID,
         )
 
-    def _abort_crashed_runs(self, runs: RunRepository) -> None:
-        """Runs left ``running`` by a dead process of this host were cut short."""
-        host = host_name()
-        for run in runs.list(status="running"):
-            if run.host == host and not pid_alive(run.pid):
-                runs.finish_run(
-                    run.id,
-                    "aborted",
-                    run.error or "the recorder process ended without closing this run",
-                )
-                _log.warning("run %s (pid %d) had crashed; marked aborted", run.id, run.pid)
+    async def stop(self, status: RunStatus = RunStatus.COMPLETED, error: str | None = None) -> None:
+        """Stop reading, drain refills, flush writers, close the run; idempotent.
 
-    def _private_outage(self, outage: Outage) -> None:
-        assert self.reconciler is not None
-        self.reconciler.submit_private(outage)
-
-    async def stop(self, status: str = "completed", error: str | None = None) -> None:
-        """Stop reading, drain gap fills, flush writers, close the run; idempotent."""
+        The run is closed with ``verdict(...)``: ``status`` unless the pipeline shows that
+        it did not record what it was asked to (then ``error``), and ``runs.error`` says why.
+        """
         if self._stopped:
             return
         self._stopped = True
@@ -254,33 +301,36 @@ class Recorder:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
-        for collector in (self.public, self.private):
-            if collector is not None:
-                await collector.stop()
-        if self.reconciler is not None:
-            await self.reconciler.stop()
-        for writer in self.writers:
-            await writer.stop()
-        lost = sum(w.buffered for w in self.writers)
-        if lost and status == "completed":
-            status, error = "error", f"{lost} buffered rows could not be written"
-        if self.rest is not None:
-            await self.rest.stop()
+        await self.pipeline.stop()
+        if self._started:
+            self.verdict = verdict(self.pipeline, status, error)
+        else:
+            self.verdict = Verdict(status, (error,) if error else ())
+        final = self.verdict
+        _log.debug("verdict: %s", final)
         if self._run_created:
             try:
-                await self.worker.run(
-                    lambda: RunRepository(self.db.engine).finish_run(self.run_id, status, error)
+                await asyncio.to_thread(
+                    RunRepository(self.db.engine).finish_run, self.run_id, final.status, final.text
                 )
             except Exception as exc:
                 _log.error("could not close run %s: %s", self.run_id, exc)
-        self.worker.close()
-        self._log_health(status)
+        self._log_health(final.status.value)
         if self.metrics is not None:
-            self.metrics.stop()
-        _log.info("run %s %s", self.run_id, status)
+            await asyncio.to_thread(self.metrics.stop)
+        if final.errors:
+            _log.error("run %s %s: %s", self.run_id, final.status.value, final.text)
+        elif final.notes:
+            _log.warning("run %s %s, but: %s", self.run_id, final.status.value, final.text)
+        else:
+            _log.info("run %s %s", self.run_id, final.status.value)
 
     async def run_until_shutdown(self, stop_event: asyncio.Event | None = None) -> int:
-        """Run until SIGINT/SIGTERM, ``stop_event`` or ``duration_seconds``; returns 0."""
+        """Run until SIGINT/SIGTERM, ``stop_event`` or ``duration_seconds``.
+
+        Starts the session unless ``start()`` already did. Returns 0 when the run ended
+        ``completed``, 1 when it ended ``error`` (see ``verdict``).
+        """
         stop_event = stop_event or asyncio.Event()
         loop = asyncio.get_running_loop()
         received: list[str] = []
@@ -289,61 +339,39 @@ class Recorder:
             received.append(sig.name)
             stop_event.set()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # asyncio.run's own SIGINT handler, or whatever a caller installed: put back after.
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in previous:
             loop.add_signal_handler(sig, on_signal, sig)
         try:
             await self.start()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop_event.wait(), self.config.duration_seconds)
+                async with asyncio.timeout(self.config.duration_seconds):
+                    await stop_event.wait()
             reason = (
                 received[0]
                 if received
-                else ("duration reached" if not stop_event.is_set() else "stop requested")
+                else ("stop requested" if stop_event.is_set() else "duration reached")
             )
             _log.info("stopping (%s): flushing writers", reason)
             await self.stop()
-            return 0
+            assert self.verdict is not None
+            return 0 if self.verdict.status is RunStatus.COMPLETED else EXIT_ERROR
         except BaseException as exc:
-            await self.stop("error", f"{type(exc).__name__}: {exc}")
+            await self.stop(RunStatus.ERROR, f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig, handler in previous.items():
                 loop.remove_signal_handler(sig)
+                if handler is not None:
+                    signal.signal(sig, handler)
 
     # ---- health ---------------------------------------------------------------
 
     def health(self) -> HealthSnapshot:
-        now_ns = time.time_ns()
-        streams = []
-        for collector in (self.public, self.private):
-            if collector is None:
-                continue
-            stats = collector.connection_stats
-            last = stats.last_data_received_ns
-            streams.append(
-                StreamHealth(
-                    name=collector.client.stream,
-                    state=collector.state.value,
-                    reconnects=stats.reconnects,
-                    frames=stats.data_frames,
-                    last_message_age_s=None if last is None else (now_ns - last) / 1e9,
-                    rejected_frames=collector.rejected_frames,
-                )
-            )
-        assert self.reconciler is not None
-        return HealthSnapshot(
-            uptime_s=time.monotonic() - self._started_monotonic,
-            streams=tuple(streams),
-            writers=tuple(w.stats() for w in self.writers),
-            gaps=self.reconciler.stats,
-            gaps_pending=self.reconciler.pending,
-            rss_mb=resident_memory_mb(),
-            asyncio_tasks=len(asyncio.all_tasks()),
-        )
+        return health_snapshot(self.pipeline.health(), time.monotonic() - self._started_monotonic)
 
     def _log_health(self, status: str = "running") -> None:
-        if self.reconciler is None:
-            return
         self.health_lines += 1
         snapshot = self.health()
         _log.info("%s", format_health(snapshot))
@@ -380,37 +408,80 @@ class Recorder:
             self._log_health()
 
 
-def run_session(config: RecorderConfig, output_dir: Path) -> int:
-    """Entry point of one Hydra job: record until a signal or the duration; exit code."""
+async def record_session(
+    config: RecorderConfig, output_dir: Path, command: Sequence[str] | None = None
+) -> int:
+    """One session in ``output_dir``: open the database, write ``session.json``, record until
+    a signal or ``duration_seconds``. Returns the exit code (0 completed, 1 error, 3 the
+    database cannot be used). ``command`` is the command line that reproduces the session
+    (default: ``recorder`` and the Hydra overrides saved in ``.hydra/overrides.yaml``)."""
+    config = config.with_database_in(output_dir)
+    assert config.database_url is not None
     try:
-        db = DatabaseFactory(DatabaseSettings(url=config.database_url))
+        db = await asyncio.to_thread(DatabaseFactory, DatabaseSettings(url=config.database_url))
     except GridDbError as exc:
         _log.error("cannot open the database: %s", exc)
-        return 3
-    write_session_file(config, output_dir)
+        return EXIT_DATABASE
     try:
-        return asyncio.run(Recorder(config, db, output_dir).run_until_shutdown())
+        write_session_file(config, output_dir, command)
+        return await Recorder(config, db, output_dir).run_until_shutdown()
     except GridDbError as exc:
         _log.error("database error: %s", exc)
-        return 3
+        return EXIT_DATABASE
+    except DBAPIError as exc:
+        # Unreachable, refusing or failing before the run could start: one line, no trace.
+        reason = str(exc.orig or exc).strip().splitlines()
+        _log.error(
+            "cannot use the database %s: %s", db.display_url, reason[0] if reason else type(exc)
+        )
+        return EXIT_DATABASE
     finally:
         db.dispose()
 
 
-def write_session_file(config: RecorderConfig, output_dir: Path) -> None:
-    """``session.json``: what produced this folder, and how to run it again."""
-    overrides_file = output_dir / ".hydra" / "overrides.yaml"
+def run_session(config: RecorderConfig, output_dir: Path) -> int:
+    """Entry point of one Hydra job: ``record_session`` in a new event loop; the exit code."""
+    return asyncio.run(record_session(config, output_dir))
+
+
+def write_session_file(
+    config: RecorderConfig, output_dir: Path, command: Sequence[str] | None = None
+) -> None:
+    """``session.json``: what produced this folder, and how to run it again.
+
+    ``reproduce`` is a shell command line (``eval "uv run $(jq -r .reproduce session.json)"``)
+    and ``command`` the same as a list; ``environment`` names the variables it needs.
+    ``git_revision`` is the commit to check out; when ``git_dirty``, the uncommitted changes
+    to tracked files are in ``git.diff`` beside it (``git apply``). No secret is written.
+    """
     overrides: list[str] = []
-    if overrides_file.exists():
-        overrides = list(yaml.safe_load(overrides_file.read_text()) or [])
+    if command is None:
+        overrides_file = output_dir / ".hydra" / "overrides.yaml"
+        if overrides_file.exists():
+            overrides = list(yaml.safe_load(overrides_file.read_text()) or [])
+        command = ["recorder", *overrides]
+    revision = git_revision()
+    environment = []
+    if config.account is not None and config.account.inline_api_key is None:
+        environment += [config.account.api_key_env, config.account.api_secret_env]
+    if any(DB_PASSWORD_ENV in part for part in command):
+        environment.append(DB_PASSWORD_ENV)
     info = {
         "software_version": software_version(),
         "git_commit": git_commit(),
+        "git_revision": revision[0] if revision else None,
+        "git_dirty": revision[1] if revision else None,
         "host": host_name(),
         "pid": os.getpid(),
         "overrides": overrides,
-        "reproduce": "recorder " + " ".join(overrides),
+        "command": list(command),
+        "reproduce": shlex.join(command),
+        "environment": environment,
         "config": config.redacted_dict(),
     }
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "session.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(info, indent=2, sort_keys=True) + "\n"
+    (output_dir / "session.json").write_text(redact(text))
+    diff = git_diff()
+    if diff is not None:
+        (output_dir / "git.diff").write_text(SECRETS.redact_known(diff))

@@ -1,10 +1,12 @@
-"""Async Bybit V5 client: public and private WebSockets, REST, and a normalizer.
+"""Async Bybit V5 client: public and private streams, REST, and the decoders.
 
-Knows nothing of databases. Endpoints are always constructor arguments.
+Knows nothing of databases: frames become ``bybit_records`` records, handed to a
+``StreamSink``; outages are found from the data (``OutageTracker``) and handed over
+too. Endpoints are always constructor arguments.
 """
 
 from bybit_adapter.backoff import Backoff, ConnectionRateLimiter
-from bybit_adapter.connection import ConnectionState, ConnectionStats, LossCause, Outage
+from bybit_adapter.decoders import PrivateDecoder, TickerDecoder, TradeDecoder
 from bybit_adapter.errors import (
     BybitApiError,
     BybitAuthError,
@@ -13,50 +15,42 @@ from bybit_adapter.errors import (
     BybitRestError,
     BybitTransportError,
     FrameRejected,
+    redact_server_text,
 )
-from bybit_adapter.events import (
-    ExecutionEvent,
-    OrderEvent,
-    PositionEvent,
-    PrivateEvent,
-    TickerEvent,
-    TradeEvent,
-    WalletEvent,
-)
-from bybit_adapter.normalizer import BybitNormalizer
-from bybit_adapter.private_ws import PrivateWebSocketClient
-from bybit_adapter.public_ws import PublicWebSocketClient
+from bybit_adapter.outages import Outage, OutageTracker, SymbolWindow
+from bybit_adapter.private_stream import AuthFailure, PrivateStream
+from bybit_adapter.public_stream import PublicStream
 from bybit_adapter.rest import BybitRestClient
 from bybit_adapter.settings import RestSettings, WebSocketSettings
-from bybit_adapter.topics import PRIVATE_TOPICS, public_topics
+from bybit_adapter.sink import ConnectionState, StreamSink, StreamStats
+from bybit_adapter.subscriptions import PRIVATE_TOPICS, public_topics
 
 __all__ = [
     "PRIVATE_TOPICS",
+    "AuthFailure",
     "Backoff",
     "BybitApiError",
     "BybitAuthError",
     "BybitError",
     "BybitHttpError",
-    "BybitNormalizer",
     "BybitRestClient",
     "BybitRestError",
     "BybitTransportError",
     "ConnectionRateLimiter",
     "ConnectionState",
-    "ConnectionStats",
-    "ExecutionEvent",
     "FrameRejected",
-    "LossCause",
-    "OrderEvent",
     "Outage",
-    "PositionEvent",
-    "PrivateEvent",
-    "PrivateWebSocketClient",
-    "PublicWebSocketClient",
+    "OutageTracker",
+    "PrivateDecoder",
+    "PrivateStream",
+    "PublicStream",
     "RestSettings",
-    "TickerEvent",
-    "TradeEvent",
-    "WalletEvent",
+    "StreamSink",
+    "StreamStats",
+    "SymbolWindow",
+    "TickerDecoder",
+    "TradeDecoder",
     "WebSocketSettings",
     "public_topics",
+    "redact_server_text",
 ]

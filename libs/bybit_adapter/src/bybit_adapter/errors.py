@@ -13,6 +13,18 @@ Tree::
 
 from __future__ import annotations
 
+import re
+
+# Bybit echoes what it signed on a bad signature (retCode 10004):
+# "error sign! origin_string[<timestamp><API KEY><recv_window><query>]". The key must
+# never reach a log line, an exception message or the database.
+_ORIGIN_STRING = re.compile(r"origin_string\[[^\]]*\]?")
+
+
+def redact_server_text(text: str) -> str:
+    """Bybit's message with anything it echoed of our request removed."""
+    return _ORIGIN_STRING.sub("origin_string[<redacted>]", text)
+
 
 class BybitError(Exception):
     """Root of every error this package raises."""
@@ -34,6 +46,7 @@ class BybitAuthError(BybitError):
     """
 
     def __init__(self, kind: str, message: str) -> None:
+        message = redact_server_text(message)
         super().__init__(f"private auth failed ({kind}): {message}")
         self.kind = kind
         self.server_message = message
@@ -47,6 +60,7 @@ class BybitApiError(BybitRestError):
     """``retCode != 0`` in an otherwise well-formed reply."""
 
     def __init__(self, path: str, ret_code: int, ret_msg: str) -> None:
+        ret_msg = redact_server_text(ret_msg)
         super().__init__(f"{path}: retCode {ret_code} ({ret_msg})")
         self.path = path
         self.ret_code = ret_code
@@ -57,7 +71,7 @@ class BybitHttpError(BybitRestError):
     """A non-200 HTTP status."""
 
     def __init__(self, path: str, status: int, body: str) -> None:
-        super().__init__(f"{path}: HTTP {status} {body[:200]}")
+        super().__init__(f"{path}: HTTP {status} {redact_server_text(body[:200])}")
         self.path = path
         self.status = status
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -14,6 +14,7 @@ import msgspec
 from yarl import URL
 
 from bybit_adapter.backoff import Backoff
+from bybit_adapter.decoders import PrivateDecoder, TradeDecoder
 from bybit_adapter.errors import (
     BybitApiError,
     BybitHttpError,
@@ -21,17 +22,11 @@ from bybit_adapter.errors import (
     BybitTransportError,
     FrameRejected,
 )
-from bybit_adapter.events import ExecutionEvent, OrderEvent, PositionEvent, TradeEvent, WalletEvent
-from bybit_adapter.normalizer import (
-    BybitNormalizer,
-    execution_from_item,
-    order_from_item,
-    position_from_item,
-    wallet_from_item,
-)
 from bybit_adapter.settings import RestSettings
 from bybit_adapter.signing import rest_signature
+from bybit_records import Category, Execution, Order, Position, Record, Trade, Wallet
 
+R = TypeVar("R", bound=Record)
 SEVEN_DAYS_MS = 7 * 24 * 3600 * 1000
 _RETRYABLE_HTTP = {429, 500, 502, 503, 504}
 _RETRY_WIDER_WINDOW = 10002
@@ -82,6 +77,7 @@ class BybitRestClient:
         self._clock_ms = clock_ms
         self._recv_window = self.settings.recv_window_ms
         self._banned_until = 0.0
+        self._private = PrivateDecoder()
         self.requests_sent = 0
         self.retries = 0
 
@@ -91,7 +87,11 @@ class BybitRestClient:
 
     async def start(self) -> None:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(
+                    total=self.settings.timeout, sock_connect=self.settings.connect_timeout
+                )
+            )
 
     async def stop(self) -> None:
         if self._owns_session and self._session is not None:
@@ -111,67 +111,69 @@ class BybitRestClient:
         result = await self.get("/v5/market/time", {})
         return int(result["timeNano"]) // 1_000_000
 
-    async def recent_trades(self, category: str, symbol: str, limit: int) -> list[TradeEvent]:
+    async def recent_trades(self, category: Category, symbol: str, limit: int) -> list[Trade]:
         """The newest ``limit`` trades (Bybit caps at 1000, 60 on spot), newest first."""
         result, response_ms = await self._get_with_time(
-            "/v5/market/recent-trade", {"category": category, "symbol": symbol, "limit": limit}
+            "/v5/market/recent-trade",
+            {"category": category.value, "symbol": symbol, "limit": limit},
         )
         items = result.get("list") or []
         try:
-            return BybitNormalizer.trades_from_rest(category, items, response_ms, time.time_ns())
+            return TradeDecoder(category).rest(items, response_ms, time.time_ns())
         except FrameRejected as exc:
             raise BybitRestError(f"recent-trade reply unusable: {exc.reason}") from None
 
     async def executions(
-        self, category: str, start_ms: int, end_ms: int, symbol: str | None = None
-    ) -> list[ExecutionEvent]:
+        self, category: Category, start_ms: int, end_ms: int, symbol: str | None = None
+    ) -> list[Execution]:
         """Every execution in [start, end], paging 7-day windows and cursors."""
         items = await self._paged(
             "/v5/execution/list", category, start_ms, end_ms, symbol, limit=100
         )
-        now = time.time_ns()
-        return [execution_from_item(item, category, None, now, "rest") for item in items]
+        return self._records(Execution, items, category)
 
     async def order_history(
-        self, category: str, start_ms: int, end_ms: int, symbol: str | None = None
-    ) -> list[OrderEvent]:
+        self, category: Category, start_ms: int, end_ms: int, symbol: str | None = None
+    ) -> list[Order]:
         items = await self._paged("/v5/order/history", category, start_ms, end_ms, symbol, limit=50)
-        now = time.time_ns()
-        return [order_from_item(item, category, None, now, "rest") for item in items]
+        return self._records(Order, items, category)
 
     async def open_orders(
-        self, category: str, settle_coin: str | None = "USDT"
-    ) -> list[OrderEvent]:
-        params: dict[str, Any] = {"category": category}
-        if settle_coin and category in ("linear", "inverse"):
+        self, category: Category, settle_coin: str | None = "USDT"
+    ) -> list[Order]:
+        params: dict[str, Any] = {"category": category.value}
+        if settle_coin and category in (Category.LINEAR, Category.INVERSE):
             params["settleCoin"] = settle_coin
         items = await self._cursor_pages("/v5/order/realtime", params, limit=50)
-        now = time.time_ns()
-        return [order_from_item(item, category, None, now, "rest") for item in items]
+        return self._records(Order, items, category)
 
     async def positions(
-        self, category: str, settle_coin: str | None = "USDT"
-    ) -> list[PositionEvent]:
-        params: dict[str, Any] = {"category": category}
+        self, category: Category, settle_coin: str | None = "USDT"
+    ) -> list[Position]:
+        params: dict[str, Any] = {"category": category.value}
         if settle_coin:
             params["settleCoin"] = settle_coin
         items = await self._cursor_pages("/v5/position/list", params, limit=200)
-        now = time.time_ns()
-        return [position_from_item(item, category, None, now, "rest") for item in items]
+        return self._records(Position, items, category)
 
-    async def wallet_balance(self, account_type: str = "UNIFIED") -> list[WalletEvent]:
+    async def wallet_balance(self, account_type: str = "UNIFIED") -> list[Wallet]:
         result = await self.get(
             "/v5/account/wallet-balance", {"accountType": account_type}, signed=True
         )
-        now = time.time_ns()
-        return [wallet_from_item(item, None, None, now, "rest") for item in result.get("list", [])]
+        return self._records(Wallet, result.get("list") or [], None)
+
+    def _records(self, record: type[R], items: list[Any], category: Category | None) -> list[R]:
+        try:
+            return self._private.rest(record, items, category, time.time_ns())
+        except FrameRejected as exc:
+            raise BybitRestError(f"{record.__name__} reply unusable: {exc.reason}") from None
 
     # ---- paging -----------------------------------------------------------------
 
     async def _paged(
         self,
         path: str,
-        category: str,
+        category: Category,
         start_ms: int,
         end_ms: int,
         symbol: str | None,
@@ -179,7 +181,7 @@ class BybitRestClient:
     ) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         for lower, upper in time_windows(start_ms, end_ms):
-            params: dict[str, Any] = {"category": category}
+            params: dict[str, Any] = {"category": category.value}
             if symbol:
                 params["symbol"] = symbol
             params.update(startTime=lower, endTime=upper)
@@ -252,9 +254,10 @@ class BybitRestClient:
         )
         self.requests_sent += 1
         try:
-            async with self._session.get(
-                url, headers=headers, timeout=aiohttp.ClientTimeout(total=self.settings.timeout)
-            ) as response:
+            timeout = aiohttp.ClientTimeout(
+                total=self.settings.timeout, sock_connect=self.settings.connect_timeout
+            )
+            async with self._session.get(url, headers=headers, timeout=timeout) as response:
                 body = await response.read()
                 status = response.status
                 reset_header = response.headers.get("X-Bapi-Limit-Reset-Timestamp")

@@ -1,4 +1,4 @@
-"""Connection settings; every timeout is finite and in seconds."""
+"""Connection settings; every wait is finite and in seconds."""
 
 from __future__ import annotations
 
@@ -7,14 +7,23 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class WebSocketSettings:
-    """Heartbeat, watchdog and reconnect pacing of one WebSocket client."""
+    """Bounds, heartbeat, outage detection and reconnect pacing of one stream."""
 
     ping_interval: float = 20.0
     pong_timeout: float = 10.0
-    # No data frame for this long on a subscribed connection means it is stalled.
-    # None disables the watchdog (quiet private streams are normal).
-    stall_timeout: float | None = 30.0
+    #: No data frame for this long opens an outage (for the whole connection, or for
+    #: one symbol while the others flow). None: no detection from the data (private
+    #: streams are quiet by nature; pongs prove them alive).
+    silence_timeout: float | None = 5.0
+    #: No data frame for this long: the connection is replaced. None: never for silence.
+    stall_timeout: float | None = 10.0
+    #: TCP connect (with TLS) to the server.
     connect_timeout: float = 10.0
+    #: The whole opening handshake: TCP, TLS and the WebSocket upgrade.
+    open_timeout: float = 10.0
+    #: A subscribe or auth request without its reply (and without data) for this long
+    #: ends the connection.
+    ack_timeout: float = 10.0
     close_timeout: float = 1.0
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
@@ -31,6 +40,8 @@ class WebSocketSettings:
             "ping_interval": self.ping_interval,
             "pong_timeout": self.pong_timeout,
             "connect_timeout": self.connect_timeout,
+            "open_timeout": self.open_timeout,
+            "ack_timeout": self.ack_timeout,
             "close_timeout": self.close_timeout,
             "backoff_initial": self.backoff_initial,
             "backoff_max": self.backoff_max,
@@ -38,8 +49,19 @@ class WebSocketSettings:
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
-        if self.stall_timeout is not None and self.stall_timeout <= 0:
-            raise ValueError(f"stall_timeout must be positive or None, got {self.stall_timeout}")
+        for name, optional in (
+            ("silence_timeout", self.silence_timeout),
+            ("stall_timeout", self.stall_timeout),
+        ):
+            if optional is not None and optional <= 0:
+                raise ValueError(f"{name} must be positive or None, got {optional}")
+
+    @property
+    def tick(self) -> float:
+        """How often the keepalive task looks at the clock."""
+        bounds = [self.ping_interval, self.pong_timeout, self.ack_timeout]
+        bounds += [t for t in (self.silence_timeout, self.stall_timeout) if t is not None]
+        return max(0.02, min(0.5, min(bounds) / 5))
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +69,8 @@ class RestSettings:
     """Timeouts and retry budget of the REST client."""
 
     timeout: float = 10.0
+    #: TCP connect (with TLS) to the server, within ``timeout``
+    connect_timeout: float = 5.0
     recv_window_ms: int = 5000
     recv_window_step_ms: int = 2500
     max_retries: int = 4

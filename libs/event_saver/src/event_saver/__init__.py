@@ -1,45 +1,36 @@
-"""Collectors, buffered writers and REST gap reconciliation.
+"""The recording pipeline: streams into table writers, outages into REST refills.
 
-Sits between ``bybit_adapter`` (events) and ``grid_db`` (tables).
+Sits between ``bybit_adapter`` (streams, REST) and ``grid_db`` (tables).
+``RecordingPipeline`` wires and runs it all; see ``docs/architecture.md``.
 """
 
-from event_saver.buffered_writer import BufferedWriter, WriterSettings, WriterStats
-from event_saver.context import AccountContext
 from event_saver.db_worker import DatabaseWorker
 from event_saver.flow import FlowGate
-from event_saver.gap_reconciler import GapReconciler, GapRecord, ReconcilerStats
-from event_saver.private_collector import PrivateCollector
-from event_saver.public_collector import PublicCollector, PublicOutage
-from event_saver.writers import (
-    ExecutionWriter,
-    OrderWriter,
-    PositionWriter,
-    RejectedFrame,
-    RejectedFrameWriter,
-    TickerWriter,
-    TradeWriter,
-    WalletWriter,
+from event_saver.pipeline import (
+    AccountAccess,
+    PipelineConfig,
+    PipelineHealth,
+    RecordingPipeline,
+    StreamHealth,
 )
+from event_saver.reconciler import GapReconciler, ReconcilerStats, Writers
+from event_saver.router import RecordRouter
+from event_saver.table_writer import TableWriter, WriteDeferred, WriterSettings, WriterStats
 
 __all__ = [
-    "AccountContext",
-    "BufferedWriter",
+    "AccountAccess",
     "DatabaseWorker",
-    "ExecutionWriter",
     "FlowGate",
     "GapReconciler",
-    "GapRecord",
-    "OrderWriter",
-    "PositionWriter",
-    "PrivateCollector",
-    "PublicCollector",
-    "PublicOutage",
+    "PipelineConfig",
+    "PipelineHealth",
     "ReconcilerStats",
-    "RejectedFrame",
-    "RejectedFrameWriter",
-    "TickerWriter",
-    "TradeWriter",
-    "WalletWriter",
+    "RecordRouter",
+    "RecordingPipeline",
+    "StreamHealth",
+    "TableWriter",
+    "WriteDeferred",
     "WriterSettings",
     "WriterStats",
+    "Writers",
 ]

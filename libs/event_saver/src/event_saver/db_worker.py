@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -14,9 +13,9 @@ T = TypeVar("T")
 class DatabaseWorker:
     """One thread that performs every database write of a session.
 
-    SQLite admits one writer at a time; funnelling all writers through one
-    thread turns lock contention inside the process into a simple queue, and a
-    slow disk delays only this thread, never the event loop.
+    SQLite admits one writer at a time; funnelling all writers through one thread
+    turns lock contention inside the process into a simple queue, and a slow disk
+    delays only this thread, never the event loop (pings keep flowing).
     """
 
     def __init__(self, name: str = "db-writer") -> None:
@@ -28,9 +27,8 @@ class DatabaseWorker:
             raise RuntimeError("database worker is closed")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
-    def close(self) -> None:
-        """Wait for queued work, then stop the thread; idempotent."""
+    async def aclose(self) -> None:
+        """Let queued work finish, then stop the thread, without blocking the loop."""
         if not self._closed:
             self._closed = True
-            with contextlib.suppress(Exception):
-                self._executor.shutdown(wait=True)
+            await asyncio.to_thread(self._executor.shutdown, True)

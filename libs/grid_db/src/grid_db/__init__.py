@@ -1,108 +1,61 @@
 """grid_db: SQLAlchemy 2 storage for recorded Bybit V5 market and account data.
 
-Pure storage: no websocket or exchange client code. Works on SQLite (tuned for
-multi-day unattended recording) and PostgreSQL. The schema is documented for users
-in docs/schema.md.
+Pure storage: no websocket or exchange client code. Each data table is built from a
+record of ``bybit_records`` (``grid_db.tables``) and written through one path
+(``grid_db.writes.write_records``). Works on SQLite (tuned for multi-day unattended
+recording) and PostgreSQL. The schema is documented for users in docs/schema.md.
 """
 
+from grid_db import tables
 from grid_db.errors import (
     ConfigurationError,
     DatabaseError,
     DatabasePathError,
     GridDbError,
     InvalidArgumentError,
-    InvalidRowsError,
     NotFoundError,
     RunNotFoundError,
     UnsupportedDialectError,
 )
-from grid_db.factory import DatabaseFactory
-from grid_db.models import (
-    Base,
-    BybitAccount,
-    DataSource,
-    FillStatus,
-    FrameType,
-    Gap,
-    Order,
-    PositionSnapshot,
-    PrivateExecution,
-    PublicTrade,
-    RejectedFrame,
-    Run,
-    RunStatus,
-    Strategy,
-    TickerSnapshot,
-    User,
-    WalletSnapshot,
-)
-from grid_db.repositories import (
-    DuplicateTradeKey,
-    ExecutionRepository,
-    GapRepository,
-    OrderRepository,
-    PositionRepository,
-    ReferenceDataRepository,
-    RejectedFrameRepository,
-    RunRepository,
-    TickerRepository,
-    TradeRepository,
-    WalletRepository,
-    now_ms,
-)
+from grid_db.factory import DatabaseFactory, normalize_database_url
+from grid_db.migrations import MIGRATIONS, Migration, add_columns, prepare_schema
+from grid_db.models import Base, BybitAccount, Run, RunStatus, Strategy, User
+from grid_db.record_table import RecordTable, RowContext
+from grid_db.repositories import ReferenceDataRepository, RunRepository, now_ms
 from grid_db.settings import DatabaseSettings
-from grid_db.writes import (
-    build_insert_ignore,
-    insert_ignore,
-    insert_rows,
-    insert_values,
-    upsert_rows,
-)
+from grid_db.tables import RECORD_TABLES, table_of
+from grid_db.writes import write_records, write_rows
 
 __all__ = [
+    "MIGRATIONS",
+    "RECORD_TABLES",
     "Base",
     "BybitAccount",
     "ConfigurationError",
-    "DataSource",
     "DatabaseError",
     "DatabaseFactory",
     "DatabasePathError",
     "DatabaseSettings",
-    "DuplicateTradeKey",
-    "ExecutionRepository",
-    "FillStatus",
-    "FrameType",
-    "Gap",
-    "GapRepository",
     "GridDbError",
     "InvalidArgumentError",
-    "InvalidRowsError",
+    "Migration",
     "NotFoundError",
-    "Order",
-    "OrderRepository",
-    "PositionRepository",
-    "PositionSnapshot",
-    "PrivateExecution",
-    "PublicTrade",
+    "RecordTable",
     "ReferenceDataRepository",
-    "RejectedFrame",
-    "RejectedFrameRepository",
+    "RowContext",
     "Run",
     "RunNotFoundError",
     "RunRepository",
     "RunStatus",
     "Strategy",
-    "TickerRepository",
-    "TickerSnapshot",
-    "TradeRepository",
     "UnsupportedDialectError",
     "User",
-    "WalletRepository",
-    "WalletSnapshot",
-    "build_insert_ignore",
-    "insert_ignore",
-    "insert_rows",
-    "insert_values",
+    "add_columns",
+    "normalize_database_url",
     "now_ms",
-    "upsert_rows",
+    "prepare_schema",
+    "table_of",
+    "tables",
+    "write_records",
+    "write_rows",
 ]

@@ -16,12 +16,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from grid_db.errors import DatabaseError, DatabasePathError
-from grid_db.models import Base
+from grid_db.migrations import prepare_schema
 from grid_db.settings import DatabaseSettings
 
 logger = logging.getLogger(__name__)
 
 _SQLITE_MEMORY_NAMES = frozenset({"", ":memory:"})
+
+#: The driver for a PostgreSQL URL that names none. SQLAlchemy's own default for a bare
+#: ``postgresql://`` is psycopg2, which is not installed; psycopg 3 is a dependency.
+POSTGRESQL_DEFAULT_DRIVER = "psycopg"
 
 
 class DatabaseFactory:
@@ -41,7 +45,7 @@ class DatabaseFactory:
 
     def __init__(self, settings: DatabaseSettings) -> None:
         self._settings = settings
-        url = make_url(settings.url)
+        url = normalize_database_url(settings.url)
         self._sqlite_path = _sqlite_file_path(url)
         if self._sqlite_path is not None:
             _ensure_parent_directory(self._sqlite_path)
@@ -69,6 +73,13 @@ class DatabaseFactory:
         return self._engine.dialect.name
 
     @property
+    def display_url(self) -> str:
+        """The database for a log line: the SQLite file, or the URL without its password."""
+        if self._sqlite_path is not None:
+            return str(self._sqlite_path)
+        return self._url.render_as_string(hide_password=True)
+
+    @property
     def sqlite_path(self) -> Path | None:
         """The SQLite database file, or None for in-memory SQLite and other dialects."""
         return self._sqlite_path
@@ -83,8 +94,8 @@ class DatabaseFactory:
             yield session
 
     def create_tables(self) -> None:
-        """Create every missing table and index; existing ones are left untouched."""
-        Base.metadata.create_all(self._engine, checkfirst=True)
+        """Create missing tables and bring an older database up to date (migrations)."""
+        prepare_schema(self._engine)
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -115,6 +126,12 @@ class DatabaseFactory:
                 return options
         options["pool_size"] = settings.pool_size
         options["max_overflow"] = settings.max_overflow
+        options["pool_timeout"] = settings.pool_timeout_s
+        if self._url.get_backend_name() == "postgresql":
+            options["connect_args"] = {
+                "connect_timeout": settings.connect_timeout_s,
+                "options": f"-c lock_timeout={settings.lock_timeout_s * 1000}",
+            }
         return options
 
     def _apply_sqlite_pragmas(self, dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -145,12 +162,16 @@ class DatabaseFactory:
         """Open the file and take its write lock once, to fail early on a bad path.
 
         Opening alone proves little: SQLite creates nothing until the first write, and
-        a read-only file opens fine. ``BEGIN IMMEDIATE`` needs write access to the file
-        and its directory (for the WAL files), so it fails now if they are not writable.
+        a read-only file opens fine. ``BEGIN IMMEDIATE`` takes the write lock, which fails
+        when the directory is not writable (for the WAL files); a read-only file in WAL
+        mode still gets that lock (it lives in the ``-shm`` file), so a write follows:
+        ``user_version`` set to its own value, which changes nothing and is rolled back.
         """
         try:
             with self._engine.connect() as connection:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
+                version = int(connection.exec_driver_sql("PRAGMA user_version").scalar() or 0)
+                connection.exec_driver_sql(f"PRAGMA user_version = {version}")
                 connection.exec_driver_sql("ROLLBACK")
         except DBAPIError as error:
             self._engine.dispose()
@@ -158,6 +179,24 @@ class DatabaseFactory:
         except sqlite3.Error as error:
             self._engine.dispose()
             raise _probe_error(path, error) from error
+
+
+def normalize_database_url(url: str | URL) -> URL:
+    """``url`` as a SQLAlchemy URL, with the PostgreSQL driver filled in.
+
+    ``postgresql://...`` and ``postgres://...`` (the form many hosting providers and
+    ``DATABASE_URL`` conventions use, which SQLAlchemy does not accept at all) become
+    ``postgresql+psycopg://...``; ``postgres+DRIVER://`` becomes ``postgresql+DRIVER://``.
+    A URL that names its driver, and every other dialect, is returned unchanged.
+    """
+    parsed = make_url(url)
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend not in ("postgresql", "postgres"):
+        return parsed
+    drivername = f"postgresql+{driver or POSTGRESQL_DEFAULT_DRIVER}"
+    if drivername == parsed.drivername:
+        return parsed
+    return parsed.set(drivername=drivername)
 
 
 def _sqlite_file_path(url: URL) -> Path | None:

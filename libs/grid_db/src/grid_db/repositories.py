@@ -1,11 +1,9 @@
-"""Repositories: the reads tools and tests need, plus one-transaction batch writes.
+"""The bookkeeping rows: runs, and the reference rows a run points at.
 
 Each repository wraps an ``Engine`` and opens a short transaction per call, so one
-instance per thread is cheap and no Session is shared between threads. Reads return
-ORM objects that stay readable after their session closed.
-
-Time-range filters are half-open, ``start_ms <= t < end_ms``, matching how gaps
-describe unrecovered windows.
+instance per thread is cheap and no Session is shared between threads. Rows returned
+stay readable after their session closed. Recorded data is written through
+``grid_db.writes`` and read with plain queries on ``grid_db.tables``.
 """
 
 from __future__ import annotations
@@ -13,50 +11,23 @@ from __future__ import annotations
 import builtins
 import time
 import uuid
-from collections.abc import Sequence
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, func, select, update
-from sqlalchemy.orm import InstrumentedAttribute, sessionmaker
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import sessionmaker
 
-from grid_db.errors import InvalidArgumentError, RunNotFoundError
-from grid_db.models import (
-    Base,
-    BybitAccount,
-    FillStatus,
-    Gap,
-    Order,
-    PositionSnapshot,
-    PrivateExecution,
-    PublicTrade,
-    RejectedFrame,
-    Run,
-    RunStatus,
-    Strategy,
-    TickerSnapshot,
-    User,
-    WalletSnapshot,
-)
-from grid_db.writes import Row, insert_ignore, insert_rows, upsert_rows
+from grid_db.errors import InvalidArgumentError, RunNotFoundError, UnsupportedDialectError
+from grid_db.models import Base, BybitAccount, Run, RunStatus, Strategy, User
 
-ModelT = TypeVar("ModelT", bound=Base)
-
-#: ``runs.error`` given to runs found still ``running`` by a newer recorder.
-STALE_RUN_ERROR = "aborted: still marked running when a later run started (process died?)"
+#: ``runs.error`` given to a run whose process is gone but which was still ``running``.
+DEAD_RUN_ERROR = "the recorder process ended without closing this run (killed or crashed)"
 
 
 def now_ms() -> int:
     """Current wall-clock time in ms since the Unix epoch, UTC."""
     return time.time_ns() // 1_000_000
-
-
-class DuplicateTradeKey(NamedTuple):
-    """A natural key of ``public_trades`` stored more than once (should never happen)."""
-
-    category: str
-    symbol: str
-    trade_id: str
-    copies: int
 
 
 class _Repository:
@@ -67,59 +38,6 @@ class _Repository:
     @property
     def engine(self) -> Engine:
         return self._engine
-
-    def _all(self, statement: Select[ModelT]) -> builtins.list[ModelT]:
-        with self._sessions() as session:
-            return list(session.scalars(statement).all())
-
-    def _first(self, statement: Select[ModelT]) -> ModelT | None:
-        with self._sessions() as session:
-            return session.scalars(statement.limit(1)).first()
-
-    def _count_where(self, model: type[Base], conditions: Sequence[ColumnElement[bool]]) -> int:
-        statement = select(func.count()).select_from(model).where(*conditions)
-        with self._engine.connect() as connection:
-            return int(connection.execute(statement).scalar_one())
-
-
-def _equal_to(
-    *filters: tuple[InstrumentedAttribute[Any], object],
-) -> builtins.list[ColumnElement[bool]]:
-    """``column == value`` for every (column, value) filter whose value is not None."""
-    return [column == value for column, value in filters if value is not None]
-
-
-def _in_range(
-    column: InstrumentedAttribute[int], start_ms: int | None, end_ms: int | None
-) -> builtins.list[ColumnElement[bool]]:
-    conditions: builtins.list[ColumnElement[bool]] = []
-    if start_ms is not None:
-        conditions.append(column >= start_ms)
-    if end_ms is not None:
-        conditions.append(column < end_ms)
-    return conditions
-
-
-class _BatchRepository(_Repository):
-    """A table written in batches; ``insert_many`` is one transaction per batch."""
-
-    _model: ClassVar[type[Base]]
-    #: True where the table has a natural key: duplicates are skipped, not stored.
-    _skip_duplicates: ClassVar[bool]
-
-    def insert_many(self, rows: Sequence[Row]) -> int:
-        """Insert ``rows`` in one transaction; returns how many were stored.
-
-        For tables with a natural key (trades, executions, orders) rows colliding
-        with stored rows or with each other are skipped, so ``len(rows) - result``
-        is the number of duplicates. Other tables store every row.
-        """
-        if not rows:
-            return 0
-        with self._engine.begin() as connection:
-            if self._skip_duplicates:
-                return insert_ignore(connection, self._model, rows)
-            return insert_rows(connection, self._model, rows)
 
 
 class RunRepository(_Repository):
@@ -162,22 +80,19 @@ class RunRepository(_Repository):
     def finish_run(
         self,
         run_id: str,
-        status: RunStatus | str,
+        status: RunStatus,
         error: str | None = None,
         *,
         ended_at_ms: int | None = None,
     ) -> Run:
-        """Set a terminal status (completed/error/aborted), the end time and the error.
-
-        Overwrites an earlier terminal status on purpose: a run another recorder
-        marked ``aborted`` as stale but that was in fact alive reports its real end.
-        """
-        final_status = _terminal_status(status)
+        """Set a terminal status (completed/error/aborted), the end time and the error."""
+        if status is RunStatus.RUNNING:
+            raise InvalidArgumentError("finish_run needs a terminal status, not 'running'")
         with self._sessions.begin() as session:
             run = session.get(Run, run_id)
             if run is None:
                 raise RunNotFoundError(run_id)
-            run.status = final_status.value
+            run.status = status.value
             run.ended_at_ms = now_ms() if ended_at_ms is None else ended_at_ms
             run.error = error
         return run
@@ -186,393 +101,31 @@ class RunRepository(_Repository):
         with self._sessions() as session:
             return session.get(Run, run_id)
 
-    def list(
-        self,
-        *,
-        status: RunStatus | str | None = None,
-        started_since_ms: int | None = None,
-        limit: int | None = None,
-    ) -> builtins.list[Run]:
-        """Runs, newest first (by ``started_at_ms``)."""
-        conditions = _equal_to((Run.status, None if status is None else str(status)))
-        if started_since_ms is not None:
-            conditions.append(Run.started_at_ms >= started_since_ms)
-        statement = (
-            select(Run).where(*conditions).order_by(Run.started_at_ms.desc(), Run.id).limit(limit)
-        )
-        return self._all(statement)
+    def list(self, *, status: RunStatus | None = None) -> builtins.list[Run]:
+        """Runs, newest first."""
+        statement = select(Run).order_by(Run.started_at_ms.desc(), Run.id)
+        if status is not None:
+            statement = statement.where(Run.status == status.value)
+        with self._sessions() as session:
+            return list(session.scalars(statement).all())
 
-    def mark_stale_running_as_aborted(
-        self,
-        exclude_id: str | None = None,
-        *,
-        ended_at_ms: int | None = None,
-        error: str = STALE_RUN_ERROR,
-    ) -> int:
-        """Mark every ``running`` run except ``exclude_id`` as ``aborted``; returns how many.
+    def abort_dead_runs(self, host: str, is_alive: Callable[[int], bool]) -> builtins.list[Run]:
+        """Mark ``aborted`` the runs of ``host`` still ``running`` whose process is gone.
 
-        A recorder that crashed never finished its run; the next one calls this at
-        start-up so the table does not claim sessions are still recording. An error
-        already recorded on such a run is kept.
+        Only this host's runs can be judged (a pid means nothing elsewhere), so a
+        database shared by recorders on several hosts never loses a live run.
         """
-        conditions = [Run.status == RunStatus.RUNNING.value]
-        if exclude_id is not None:
-            conditions.append(Run.id != exclude_id)
-        statement = (
-            update(Run)
-            .where(*conditions)
-            .values(
-                status=RunStatus.ABORTED.value,
-                ended_at_ms=now_ms() if ended_at_ms is None else ended_at_ms,
-                error=func.coalesce(Run.error, error),
-            )
-        )
-        with self._engine.begin() as connection:
-            # A single-statement UPDATE: rowcount is the number of matched rows.
-            return connection.execute(statement).rowcount
-
-
-def _terminal_status(status: RunStatus | str) -> RunStatus:
-    try:
-        parsed = RunStatus(status)
-    except ValueError:
-        raise InvalidArgumentError(f"unknown run status {status!r}") from None
-    if parsed is RunStatus.RUNNING:
-        raise InvalidArgumentError("finish_run needs a terminal status, not 'running'")
-    return parsed
-
-
-class TradeRepository(_BatchRepository):
-    """``public_trades``: de-duplicated on (category, symbol, trade_id)."""
-
-    _model = PublicTrade
-    _skip_duplicates = True
-
-    def count(self, category: str | None = None, symbol: str | None = None) -> int:
-        conditions = _equal_to((PublicTrade.category, category), (PublicTrade.symbol, symbol))
-        return self._count_where(PublicTrade, conditions)
-
-    def list(
-        self,
-        category: str,
-        symbol: str,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-        *,
-        limit: int | None = None,
-    ) -> builtins.list[PublicTrade]:
-        """Trades with ``start_ms <= trade_time_ms < end_ms``, oldest first.
-
-        Ties on ``trade_time_ms`` are ordered by insertion (``id``).
-        """
-        statement = (
-            select(PublicTrade)
-            .where(
-                PublicTrade.category == category,
-                PublicTrade.symbol == symbol,
-                *_in_range(PublicTrade.trade_time_ms, start_ms, end_ms),
-            )
-            .order_by(PublicTrade.trade_time_ms, PublicTrade.id)
-            .limit(limit)
-        )
-        return self._all(statement)
-
-    def trade_ids(self, category: str, symbol: str) -> builtins.list[str]:
-        """Every stored ``trade_id`` of one symbol, in trade-time order."""
-        statement = (
-            select(PublicTrade.trade_id)
-            .where(PublicTrade.category == category, PublicTrade.symbol == symbol)
-            .order_by(PublicTrade.trade_time_ms, PublicTrade.id)
-        )
-        with self._engine.connect() as connection:
-            return list(connection.execute(statement).scalars().all())
-
-    def duplicate_keys(self) -> builtins.list[DuplicateTradeKey]:
-        """Natural keys stored more than once; empty unless the UNIQUE constraint is gone.
-
-        The same query users can run to validate a database (see docs/schema.md).
-        """
-        copies = func.count().label("copies")
-        statement = (
-            select(PublicTrade.category, PublicTrade.symbol, PublicTrade.trade_id, copies)
-            .group_by(PublicTrade.category, PublicTrade.symbol, PublicTrade.trade_id)
-            .having(func.count() > 1)
-            .order_by(PublicTrade.category, PublicTrade.symbol, PublicTrade.trade_id)
-        )
-        with self._engine.connect() as connection:
-            return [DuplicateTradeKey(*row) for row in connection.execute(statement).all()]
-
-
-class TickerRepository(_BatchRepository):
-    """``ticker_snapshots``: every merged state is stored (no natural key)."""
-
-    _model = TickerSnapshot
-    _skip_duplicates = False
-
-    def count(self, category: str | None = None, symbol: str | None = None) -> int:
-        conditions = _equal_to((TickerSnapshot.category, category), (TickerSnapshot.symbol, symbol))
-        return self._count_where(TickerSnapshot, conditions)
-
-    def latest(self, category: str, symbol: str) -> TickerSnapshot | None:
-        """The snapshot with the highest ``exchange_ts_ms`` (last stored on a tie)."""
-        statement = (
-            select(TickerSnapshot)
-            .where(TickerSnapshot.category == category, TickerSnapshot.symbol == symbol)
-            .order_by(TickerSnapshot.exchange_ts_ms.desc(), TickerSnapshot.id.desc())
-        )
-        return self._first(statement)
-
-    def list(
-        self,
-        category: str,
-        symbol: str,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-        *,
-        limit: int | None = None,
-    ) -> builtins.list[TickerSnapshot]:
-        """Snapshots with ``start_ms <= exchange_ts_ms < end_ms``, oldest first."""
-        statement = (
-            select(TickerSnapshot)
-            .where(
-                TickerSnapshot.category == category,
-                TickerSnapshot.symbol == symbol,
-                *_in_range(TickerSnapshot.exchange_ts_ms, start_ms, end_ms),
-            )
-            .order_by(TickerSnapshot.exchange_ts_ms, TickerSnapshot.id)
-            .limit(limit)
-        )
-        return self._all(statement)
-
-
-class ExecutionRepository(_BatchRepository):
-    """``private_executions``: de-duplicated on ``exec_id``."""
-
-    _model = PrivateExecution
-    _skip_duplicates = True
-
-    def count(
-        self,
-        account_id: str | None = None,
-        category: str | None = None,
-        symbol: str | None = None,
-    ) -> int:
-        return self._count_where(
-            PrivateExecution, _account_symbol_filter(PrivateExecution, account_id, category, symbol)
-        )
-
-    def list(
-        self,
-        account_id: str | None = None,
-        category: str | None = None,
-        symbol: str | None = None,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-        *,
-        limit: int | None = None,
-    ) -> builtins.list[PrivateExecution]:
-        """Executions with ``start_ms <= exec_time_ms < end_ms``, oldest first."""
-        statement = (
-            select(PrivateExecution)
-            .where(
-                *_account_symbol_filter(PrivateExecution, account_id, category, symbol),
-                *_in_range(PrivateExecution.exec_time_ms, start_ms, end_ms),
-            )
-            .order_by(PrivateExecution.exec_time_ms, PrivateExecution.id)
-            .limit(limit)
-        )
-        return self._all(statement)
-
-
-class OrderRepository(_BatchRepository):
-    """``orders``: one row per (order_id, updated_time_ms, order_status)."""
-
-    _model = Order
-    _skip_duplicates = True
-
-    def count(
-        self,
-        account_id: str | None = None,
-        category: str | None = None,
-        symbol: str | None = None,
-    ) -> int:
-        return self._count_where(Order, _account_symbol_filter(Order, account_id, category, symbol))
-
-    def list(
-        self,
-        account_id: str | None = None,
-        category: str | None = None,
-        symbol: str | None = None,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-        *,
-        order_id: str | None = None,
-        limit: int | None = None,
-    ) -> builtins.list[Order]:
-        """Order states with ``start_ms <= updated_time_ms < end_ms``, oldest first."""
-        statement = (
-            select(Order)
-            .where(
-                *_account_symbol_filter(Order, account_id, category, symbol),
-                *_equal_to((Order.order_id, order_id)),
-                *_in_range(Order.updated_time_ms, start_ms, end_ms),
-            )
-            .order_by(Order.updated_time_ms, Order.id)
-            .limit(limit)
-        )
-        return self._all(statement)
-
-
-class PositionRepository(_BatchRepository):
-    """``position_snapshots``: every pushed position state is stored."""
-
-    _model = PositionSnapshot
-    _skip_duplicates = False
-
-    def count(
-        self,
-        account_id: str | None = None,
-        category: str | None = None,
-        symbol: str | None = None,
-    ) -> int:
-        return self._count_where(
-            PositionSnapshot, _account_symbol_filter(PositionSnapshot, account_id, category, symbol)
-        )
-
-    def list(
-        self,
-        account_id: str | None = None,
-        category: str | None = None,
-        symbol: str | None = None,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-        *,
-        limit: int | None = None,
-    ) -> builtins.list[PositionSnapshot]:
-        """Position states with ``start_ms <= received_ts_ms < end_ms``, oldest first."""
-        statement = (
-            select(PositionSnapshot)
-            .where(
-                *_account_symbol_filter(PositionSnapshot, account_id, category, symbol),
-                *_in_range(PositionSnapshot.received_ts_ms, start_ms, end_ms),
-            )
-            .order_by(PositionSnapshot.received_ts_ms, PositionSnapshot.id)
-            .limit(limit)
-        )
-        return self._all(statement)
-
-
-class WalletRepository(_BatchRepository):
-    """``wallet_snapshots``: every pushed wallet state is stored."""
-
-    _model = WalletSnapshot
-    _skip_duplicates = False
-
-    def count(self, account_id: str | None = None) -> int:
-        return self._count_where(WalletSnapshot, _equal_to((WalletSnapshot.account_id, account_id)))
-
-    def list(
-        self,
-        account_id: str | None = None,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-        *,
-        limit: int | None = None,
-    ) -> builtins.list[WalletSnapshot]:
-        """Wallet states with ``start_ms <= received_ts_ms < end_ms``, oldest first."""
-        statement = (
-            select(WalletSnapshot)
-            .where(
-                *_equal_to((WalletSnapshot.account_id, account_id)),
-                *_in_range(WalletSnapshot.received_ts_ms, start_ms, end_ms),
-            )
-            .order_by(WalletSnapshot.received_ts_ms, WalletSnapshot.id)
-            .limit(limit)
-        )
-        return self._all(statement)
-
-
-class RejectedFrameRepository(_BatchRepository):
-    """``rejected_frames``: frames that could not be parsed or stored."""
-
-    _model = RejectedFrame
-    _skip_duplicates = False
-
-    def count(self, run_id: str | None = None) -> int:
-        return self._count_where(RejectedFrame, _equal_to((RejectedFrame.run_id, run_id)))
-
-    def list(
-        self, run_id: str | None = None, *, limit: int | None = None
-    ) -> builtins.list[RejectedFrame]:
-        """Rejected frames, oldest first."""
-        statement = (
-            select(RejectedFrame)
-            .where(*_equal_to((RejectedFrame.run_id, run_id)))
-            .order_by(RejectedFrame.received_ts_ms, RejectedFrame.id)
-            .limit(limit)
-        )
-        return self._all(statement)
-
-
-class GapRepository(_Repository):
-    """``gaps``: outage windows and the outcome of their REST reconciliation."""
-
-    def add(
-        self,
-        *,
-        run_id: str | None,
-        stream: str,
-        start_ts_ms: int,
-        end_ts_ms: int,
-        cause: str,
-        fill_status: FillStatus | str,
-        category: str | None = None,
-        symbol: str | None = None,
-        rows_recovered: int = 0,
-        recovered_from_ts_ms: int | None = None,
-        detail: str | None = None,
-        detected_at_ms: int | None = None,
-        resolved_at_ms: int | None = None,
-    ) -> Gap:
-        """Record one gap; ``detected_at_ms`` defaults to now. Returns it with its id."""
-        try:
-            checked_fill_status = FillStatus(fill_status)
-        except ValueError:
-            raise InvalidArgumentError(f"unknown gap fill_status {fill_status!r}") from None
-        gap = Gap(
-            run_id=run_id,
-            stream=stream,
-            category=category,
-            symbol=symbol,
-            start_ts_ms=start_ts_ms,
-            end_ts_ms=end_ts_ms,
-            cause=cause,
-            fill_status=checked_fill_status.value,
-            rows_recovered=rows_recovered,
-            recovered_from_ts_ms=recovered_from_ts_ms,
-            detail=detail,
-            detected_at_ms=now_ms() if detected_at_ms is None else detected_at_ms,
-            resolved_at_ms=resolved_at_ms,
-        )
-        with self._sessions.begin() as session:
-            session.add(gap)
-        return gap
-
-    def count(self, run_id: str | None = None) -> int:
-        return self._count_where(Gap, _equal_to((Gap.run_id, run_id)))
-
-    def list(self, run_id: str | None = None, *, stream: str | None = None) -> builtins.list[Gap]:
-        """Gaps ordered by window start, then by recording order."""
-        statement = (
-            select(Gap)
-            .where(*_equal_to((Gap.run_id, run_id), (Gap.stream, stream)))
-            .order_by(Gap.start_ts_ms, Gap.id)
-        )
-        return self._all(statement)
+        aborted = []
+        for run in self.list(status=RunStatus.RUNNING):
+            if run.host == host and not is_alive(run.pid):
+                aborted.append(
+                    self.finish_run(run.id, RunStatus.ABORTED, run.error or DEAD_RUN_ERROR)
+                )
+        return aborted
 
 
 class ReferenceDataRepository(_Repository):
-    """``users``, ``bybit_accounts`` and ``strategies`` rows with fixed ids from config."""
+    """``users``, ``bybit_accounts`` and ``strategies`` rows with fixed ids."""
 
     def upsert_reference_rows(
         self,
@@ -594,66 +147,46 @@ class ReferenceDataRepository(_Repository):
         """
         created = now_ms() if created_at_ms is None else created_at_ms
         with self._engine.begin() as connection:
-            upsert_rows(
-                connection,
-                User,
-                [{"id": user_id, "name": user_name, "created_at_ms": created}],
-                key_columns=["id"],
-                update_columns=["name"],
+            upsert = _upsert(connection.dialect.name)
+            connection.execute(
+                upsert(User, {"id": user_id, "name": user_name, "created_at_ms": created}, "name")
             )
             if account_id is not None:
-                upsert_rows(
-                    connection,
-                    BybitAccount,
-                    [
-                        {
-                            "id": account_id,
-                            "user_id": user_id,
-                            "label": account_label,
-                            "testnet": testnet,
-                            "created_at_ms": created,
-                        }
-                    ],
-                    key_columns=["id"],
-                    update_columns=["user_id", "label", "testnet"],
-                )
+                account = {
+                    "id": account_id,
+                    "user_id": user_id,
+                    "label": account_label,
+                    "testnet": testnet,
+                    "created_at_ms": created,
+                }
+                connection.execute(upsert(BybitAccount, account, "user_id", "label", "testnet"))
             if strategy_id is not None:
-                upsert_rows(
-                    connection,
-                    Strategy,
-                    [
-                        {
-                            "id": strategy_id,
-                            "user_id": user_id,
-                            "name": strategy_name,
-                            "description": strategy_description,
-                        }
-                    ],
-                    key_columns=["id"],
-                    update_columns=["user_id", "name", "description"],
-                )
-
-    def get_user(self, user_id: str) -> User | None:
-        with self._sessions() as session:
-            return session.get(User, user_id)
+                strategy = {
+                    "id": strategy_id,
+                    "user_id": user_id,
+                    "name": strategy_name,
+                    "description": strategy_description,
+                }
+                connection.execute(upsert(Strategy, strategy, "user_id", "name", "description"))
 
     def get_account(self, account_id: str) -> BybitAccount | None:
         with self._sessions() as session:
             return session.get(BybitAccount, account_id)
 
-    def get_strategy(self, strategy_id: str) -> Strategy | None:
-        with self._sessions() as session:
-            return session.get(Strategy, strategy_id)
 
+def _upsert(dialect_name: str) -> Callable[..., Any]:
+    """``INSERT ... ON CONFLICT (id) DO UPDATE SET <columns> = excluded.<columns>``."""
+    if dialect_name == "sqlite":
+        insert: Any = sqlite.insert
+    elif dialect_name == "postgresql":
+        insert = postgresql.insert
+    else:
+        raise UnsupportedDialectError(dialect_name, "upsert")
 
-def _account_symbol_filter(
-    model: type[PrivateExecution] | type[Order] | type[PositionSnapshot],
-    account_id: str | None,
-    category: str | None,
-    symbol: str | None,
-) -> builtins.list[ColumnElement[bool]]:
-    return _equal_to(
-        (model.account_id, account_id),
-        (model.category, category),
-        (model.symbol, symbol),
-    )
+    def statement(model: type[Base], row: dict[str, Any], *update: str) -> Any:
+        stmt = insert(model).values(**row)
+        return stmt.on_conflict_do_update(
+            index_elements=["id"], set_={name: stmt.excluded[name] for name in update}
+        )
+
+    return statement

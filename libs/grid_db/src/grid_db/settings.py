@@ -17,9 +17,12 @@ class DatabaseSettings:
 
     ``url`` is any SQLAlchemy URL, e.g. ``sqlite:///data/recorder.db`` (relative
     path), ``sqlite:////var/lib/recorder/recorder.db`` (absolute path) or
-    ``postgresql+psycopg://user@host/db``. In-memory SQLite (``sqlite://``) is for
-    quick experiments only: SQLAlchemy gives each thread its own connection, and so
-    its own empty database.
+    ``postgresql://user:password@host:5432/db``. A PostgreSQL URL without a driver
+    (``postgresql://`` or ``postgres://``) is opened with psycopg 3, i.e. as
+    ``postgresql+psycopg://``; ``DatabaseFactory`` does that normalisation (see
+    ``grid_db.factory.normalize_database_url``) and ``url`` keeps the text as given.
+    In-memory SQLite (``sqlite://``) is for quick experiments only: SQLAlchemy gives
+    each thread its own connection, and so its own empty database.
 
     The ``sqlite_*`` and ``busy_timeout_ms`` fields only affect SQLite; the pool
     fields only affect dialects that use a connection pool with those knobs
@@ -40,6 +43,12 @@ class DatabaseSettings:
     pool_pre_ping: bool = True
     #: Seconds after which a pooled connection is replaced; -1 never.
     pool_recycle_s: int = -1
+    #: Seconds to wait for a free pooled connection.
+    pool_timeout_s: float = 30.0
+    #: PostgreSQL: seconds to wait for a connection to be established (libpq waits
+    #: forever by default), and for a lock (a write blocked by another session).
+    connect_timeout_s: int = 10
+    lock_timeout_s: int = 30
 
     def __post_init__(self) -> None:
         if not self.url:

@@ -1,230 +1,201 @@
-"""Batch inserts for the recorder's hot path (SQLAlchemy Core, no ORM objects).
+"""The one write path of every record table: a fixed statement, one executemany per batch.
 
-The caller owns the transaction, so one batch is one transaction::
+Live rows and REST refills, every writer and every tool that copies records, go
+through ``write_records``. The caller owns the transaction::
 
-    with factory.engine.begin() as conn:
-        inserted = insert_ignore(conn, PublicTrade, rows)
-    duplicates = len(rows) - inserted
+    with engine.begin() as conn:
+        new = write_records(conn, tables.public_trades, trades, RowContext(run_id))
+    duplicates = len(trades) - new
 
-How ``insert_ignore`` counts (verified against SQLAlchemy 2.1 in the tests):
+Why one fixed statement per table and dialect: the statement text never depends on
+the batch, so the driver prepares it once and keeps it (sqlite3's statement cache,
+psycopg's prepared statements). A statement rendered per batch size, as multi-row
+``VALUES (...), (...)`` is, fills those caches with one statement per distinct size
+and grows memory with every gap refill.
 
-* ``Result.rowcount`` after an executemany is not a reliable count. With
-  insertmanyvalues (SQLAlchemy's default batching of an executemany into multi-row
-  ``INSERT ... VALUES`` statements of up to 1000 rows) it reports only the *last*
-  batch: 3000 rows of which 2500 are new gives 500. psycopg2 batches this way even
-  without RETURNING.
-* Plain DB-API executemany (SQLite without RETURNING) does give the right total,
-  because ``sqlite3.Cursor.rowcount`` sums the changes of every execution and a row
-  skipped by ``ON CONFLICT DO NOTHING`` counts zero.
-* ``INSERT ... ON CONFLICT DO NOTHING RETURNING <pk>`` returns one row per row
-  actually inserted on SQLite (>= 3.35) and PostgreSQL alike, across all batches.
-
-So ``insert_ignore`` counts RETURNING rows wherever the dialect supports executemany
-with RETURNING, and falls back to the summed rowcount only for SQLite builds older
-than 3.35.
-
-``insert_values`` is the recorder's hot path: positional rows (tuples in a fixed column
-order) go to one DB-API ``executemany`` of a prepared ``INSERT`` on SQLite, counted by
-the summed rowcount. Building the rows as tuples and skipping SQLAlchemy's per-row
-parameter processing and insertmanyvalues batching makes a batch about twice as cheap
-in CPU (see ``docs/benchmarks.md``).
+How the count is taken: a plain DB-API ``executemany`` whose rowcount is the number of
+rows changed, summed over the rows (sqlite3 and psycopg 3 both sum it); a row skipped
+by ``ON CONFLICT DO NOTHING`` counts zero. On PostgreSQL a batch of ``COPY_MIN_ROWS`` or
+more is COPYed into a staging table and moved with one ``INSERT ... SELECT ... ON
+CONFLICT DO NOTHING`` (its rowcount is the count): about twice the rows per second.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from functools import lru_cache
-from typing import Any, TypeAlias
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
-from sqlalchemy.sql import FromClause
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.exc import DBAPIError
 
-from grid_db.errors import InvalidRowsError, UnsupportedDialectError
-from grid_db.models import Base
+from bybit_records import Record
+from grid_db.errors import UnsupportedDialectError
+from grid_db.record_table import RecordTable, RowContext
 
-#: One row to write: column name -> value.
-Row: TypeAlias = Mapping[str, Any]
-#: A Core ``Table`` (``Model.__table__`` is typed as its base, ``FromClause``) or a
-#: mapped class from ``grid_db.models``.
-TableOrModel: TypeAlias = FromClause | type[Base]
-#: Where a batch is executed: a Connection in a transaction, or a Session (whose
-#: connection and transaction are used).
-Executor: TypeAlias = Connection | Session
+if TYPE_CHECKING:
+    import psycopg
+
+R = TypeVar("R", bound=Record)
+#: From this many rows a PostgreSQL batch goes through COPY (below, one executemany of
+#: the fixed INSERT is cheaper than the staging round trips).
+COPY_MIN_ROWS = 64
 
 
-def resolve_table(table_or_model: TableOrModel) -> Table:
-    """The Core ``Table`` behind a mapped class (or the table itself)."""
-    table = table_or_model if isinstance(table_or_model, FromClause) else table_or_model.__table__
-    if not isinstance(table, Table):
-        raise TypeError(f"{table_or_model!r} is not a Table or a class mapped to one")
-    return table
-
-
-def build_insert_ignore(table: TableOrModel, dialect_name: str) -> Insert:
-    """``INSERT ... ON CONFLICT DO NOTHING`` for ``table`` in the given dialect.
-
-    Any unique or primary-key conflict skips the row, which is what de-duplication
-    against natural keys needs. Raises ``UnsupportedDialectError`` (a
-    ``NotImplementedError``) for dialects other than sqlite and postgresql.
-    """
-    resolved = resolve_table(table)
-    if dialect_name == "sqlite":
-        return sqlite.insert(resolved).on_conflict_do_nothing()
-    if dialect_name == "postgresql":
-        return postgresql.insert(resolved).on_conflict_do_nothing()
-    raise UnsupportedDialectError(dialect_name, "insert_ignore")
-
-
-def insert_ignore(executor: Executor, table_or_model: TableOrModel, rows: Sequence[Row]) -> int:
-    """Insert ``rows`` in one executemany, skipping rows that collide with a unique key.
-
-    Returns how many rows were actually inserted; ``len(rows) - result`` were
-    duplicates, either of rows already stored or of earlier rows in the same batch.
-    Does not commit: the caller's transaction decides.
-    """
-    if not rows:
-        return 0
-    table = resolve_table(table_or_model)
-    _check_row_keys(table, rows)
-    connection = _connection_of(executor)
-    dialect = connection.dialect
-    statement = build_insert_ignore(table, dialect.name)
-    if dialect.insert_executemany_returning and dialect.insert_returning:
-        returning = statement.returning(*_counting_columns(table))
-        return len(connection.execute(returning, list(rows)).all())
-    if dialect.name == "sqlite":
-        # Only reached on SQLite < 3.35 (no RETURNING): plain executemany, whose
-        # sqlite3 rowcount is the sum over all executions (see module docstring).
-        return connection.execute(statement, list(rows)).rowcount
-    raise UnsupportedDialectError(dialect.name, "insert_ignore without INSERT..RETURNING")
-
-
-def insert_rows(executor: Executor, table_or_model: TableOrModel, rows: Sequence[Row]) -> int:
-    """Insert ``rows`` in one executemany, for tables without a natural key.
-
-    Returns ``len(rows)``: every row is inserted or the statement raises.
-    Does not commit: the caller's transaction decides.
-    """
-    if not rows:
-        return 0
-    table = resolve_table(table_or_model)
-    _check_row_keys(table, rows)
-    _connection_of(executor).execute(table.insert(), list(rows))
-    return len(rows)
-
-
-def insert_values(
-    executor: Executor,
-    table_or_model: TableOrModel,
-    columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    *,
-    ignore_conflicts: bool,
+def write_records(
+    conn: Connection, table: RecordTable[R], records: Sequence[R], context: RowContext
 ) -> int:
-    """Insert positional ``rows`` (values in ``columns`` order) in one executemany.
+    """Insert ``records`` into their table; returns how many rows were new.
 
-    With ``ignore_conflicts`` rows colliding with a unique key are skipped as in
-    ``insert_ignore``. Returns how many rows were inserted. Does not commit.
-
-    The values go to the driver as they are: they must be what the column types bind
-    to without conversion (``str``, ``int``, ``bool``, ``float``, ``None``). On SQLite
-    this is a DB-API ``executemany`` of one ``INSERT`` whose text is built once per
-    table and columns, so sqlite3 keeps it prepared in its statement cache; the count
-    is the rowcount, summed over the rows, 0 for a skipped one. Other dialects get the
-    rows as mappings through ``insert_ignore`` / ``insert_rows``.
+    A table whose record has a natural key skips a record already stored (or repeated
+    in the batch); the others store every record. Does not commit.
     """
+    if not records:
+        return 0
+    return write_rows(conn, table, table.rows(records, context))
+
+
+def write_rows(conn: Connection, table: RecordTable[Any], rows: Sequence[Sequence[Any]]) -> int:
+    """``write_records`` for rows already in ``table.column_names`` order."""
     if not rows:
         return 0
-    table = resolve_table(table_or_model)
-    connection = _connection_of(executor)
-    if connection.dialect.name != "sqlite":
-        names = tuple(columns)
-        mappings = [dict(zip(names, row, strict=True)) for row in rows]
-        if ignore_conflicts:
-            return insert_ignore(connection, table, mappings)
-        return insert_rows(connection, table, mappings)
-    sql = _sqlite_insert_sql(table, tuple(columns), ignore_conflicts)
-    result = connection.exec_driver_sql(sql, list(rows))
+    if len(rows) >= COPY_MIN_ROWS and conn.dialect.driver == "psycopg":
+        return _copy_rows(conn, table, rows)
+    sql = insert_sql(table, conn.dialect.name)
+    result = conn.exec_driver_sql(sql, list(rows))
     return int(result.rowcount)
 
 
-@lru_cache(maxsize=64)
-def _sqlite_insert_sql(table: Table, columns: tuple[str, ...], ignore_conflicts: bool) -> str:
-    if not columns:
-        raise InvalidRowsError(f"{table.name}: no columns to insert")
-    unknown = set(columns) - set(table.columns.keys())
-    if unknown:
-        raise InvalidRowsError(f"{table.name}: unknown column(s) {sorted(unknown)}")
-    preparer = sqlite.dialect().identifier_preparer
-    names = ", ".join(preparer.quote(name) for name in columns)
-    marks = ", ".join("?" * len(columns))
-    conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
-    return f"INSERT INTO {preparer.format_table(table)} ({names}) VALUES ({marks}){conflict}"
+def _copy_rows(conn: Connection, table: RecordTable[Any], rows: Sequence[Sequence[Any]]) -> int:
+    """PostgreSQL: COPY, PostgreSQL's fast path (no statement per row).
 
-
-def upsert_rows(
-    executor: Executor,
-    table_or_model: TableOrModel,
-    rows: Sequence[Row],
-    *,
-    key_columns: Sequence[str],
-    update_columns: Sequence[str],
-) -> None:
-    """Insert ``rows``, or on a conflict over ``key_columns`` overwrite ``update_columns``.
-
-    ``INSERT ... ON CONFLICT (key) DO UPDATE SET col = excluded.col`` on SQLite and
-    PostgreSQL; columns not listed in ``update_columns`` (e.g. a creation time) keep
-    the value of the first insert. Does not commit.
+    A batch that collides with stored rows cannot be COPYed as it is. So a table with a
+    natural key first tries a plain COPY under a savepoint (live batches rarely collide);
+    when it does collide, the batch is COPYed into a session-local staging table instead
+    and moved with one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``, whose rowcount is
+    the number of new rows, and the next batches of that table take that way directly
+    for a while (a refill overlapping live rows, a redundant recorder writing the same
+    trades).
     """
-    if not rows:
-        return
-    table = resolve_table(table_or_model)
-    _check_row_keys(table, rows)
-    connection = _connection_of(executor)
-    dialect_name = connection.dialect.name
-    statement: sqlite.Insert | postgresql.Insert
-    if dialect_name == "sqlite":
-        statement = sqlite.insert(table)
-    elif dialect_name == "postgresql":
-        statement = postgresql.insert(table)
-    else:
-        raise UnsupportedDialectError(dialect_name, "upsert_rows")
-    upsert = statement.on_conflict_do_update(
-        index_elements=list(key_columns),
-        set_={name: statement.excluded[name] for name in update_columns},
+    dbapi = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+    base_error = conn.dialect.loaded_dbapi.Error
+    statements = copy_sql(table)
+    try:
+        with dbapi.cursor() as cursor:
+            if table.natural_key is None:
+                _copy(cursor, statements.direct, rows)
+                return len(rows)
+            colliding = _colliding.setdefault(conn.engine, {})
+            left = colliding.get(table.name, 0)
+            # In key order, as the staging INSERT locks them: recorders writing the same
+            # trades into one database (a redundant fleet) then never deadlock.
+            rows = sorted(rows, key=_key_of(table))
+            if left <= 0 and _direct(cursor, statements, rows):
+                return len(rows)
+            colliding[table.name] = _STAGE_AFTER_COLLISION if left <= 0 else left - 1
+            cursor.execute(statements.create)
+            _copy(cursor, statements.stage, rows)
+            cursor.execute(statements.insert)
+            inserted = int(cursor.rowcount)
+            cursor.execute(statements.empty)
+            return inserted
+    except base_error as exc:
+        # Raised as SQLAlchemy raises a driver error (OperationalError for a lost server,
+        # IntegrityError for a bad row ...), so callers judge it as they judge any other.
+        lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            statements.stage,
+            None,
+            exc,
+            base_error,
+            connection_invalidated=lost,
+            dialect=conn.dialect,
+        ) from exc
+
+
+def _direct(cursor: Any, statements: CopyStatements, rows: Sequence[Sequence[Any]]) -> bool:
+    """COPY straight into the table; False (and nothing written) when a row collides."""
+    import psycopg.errors
+
+    cursor.execute("SAVEPOINT grid_db_copy")
+    try:
+        _copy(cursor, statements.direct, rows)
+    except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
+        cursor.execute("ROLLBACK TO SAVEPOINT grid_db_copy")
+        return False
+    cursor.execute("RELEASE SAVEPOINT grid_db_copy")
+    return True
+
+
+def _copy(cursor: Any, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+    with cursor.copy(statement) as stream:
+        for row in rows:
+            stream.write_row(row)
+
+
+#: batches of a table that take the staging way after one collided
+_STAGE_AFTER_COLLISION = 50
+#: per database (engine), per table: batches left to stage
+_colliding: weakref.WeakKeyDictionary[Engine, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
+@cache
+def _key_of(table: RecordTable[Any]) -> Callable[[Sequence[Any]], Any]:
+    """A row's natural key, for sorting rows as they are inserted."""
+    assert table.natural_key is not None
+    return itemgetter(*(table.column_names.index(name) for name in table.natural_key))
+
+
+@dataclass(frozen=True, slots=True)
+class CopyStatements:
+    direct: str
+    create: str
+    stage: str
+    insert: str
+    empty: str
+
+
+@cache
+def copy_sql(table: RecordTable[Any]) -> CopyStatements:
+    """The COPY statements of a table on PostgreSQL (fixed texts, built once)."""
+    preparer = postgresql.dialect().identifier_preparer  # type: ignore[no-untyped-call]
+    target = preparer.format_table(table.table)
+    stage = preparer.quote(f"stage_{table.name}")
+    names = ", ".join(preparer.quote(name) for name in table.column_names)
+    conflict = ""
+    if table.natural_key is not None:
+        # In key order: recorders writing overlapping batches into one database (a
+        # redundant fleet) then lock their rows in the same order, so they never deadlock.
+        key = ", ".join(preparer.quote(name) for name in table.natural_key)
+        conflict = f" ORDER BY {key} ON CONFLICT DO NOTHING"
+    return CopyStatements(
+        direct=f"COPY {target} ({names}) FROM STDIN",
+        create=(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+            f"SELECT {names} FROM {target} WITH NO DATA"
+        ),
+        stage=f"COPY {stage} ({names}) FROM STDIN",
+        insert=f"INSERT INTO {target} ({names}) SELECT {names} FROM {stage}{conflict}",
+        empty=f"TRUNCATE {stage}",
     )
-    connection.execute(upsert, list(rows))
 
 
-def _connection_of(executor: Executor) -> Connection:
-    if isinstance(executor, Session):
-        return executor.connection()
-    return executor
-
-
-def _counting_columns(table: Table) -> list[Any]:
-    # Any column works for counting; the primary key is the narrowest one there is.
-    primary_key = list(table.primary_key.columns)
-    return primary_key[:1] if primary_key else list(table.columns)[:1]
-
-
-def _check_row_keys(table: Table, rows: Sequence[Row]) -> None:
-    """Refuse batches SQLAlchemy would mangle silently.
-
-    An executemany is compiled from the first row's keys: a key that appears only in
-    a later row is dropped without error, and a key naming no column is ignored.
-    """
-    first_keys = rows[0].keys()
-    unknown = set(first_keys) - set(table.columns.keys())
-    if unknown:
-        raise InvalidRowsError(f"{table.name}: unknown column(s) {sorted(unknown)}")
-    for index, row in enumerate(rows):
-        if row.keys() != first_keys:
-            difference = sorted(set(row.keys()) ^ set(first_keys))
-            raise InvalidRowsError(
-                f"{table.name}: row {index} has keys differing from row 0 in {difference}; "
-                "every row of a batch must name the same columns"
-            )
+@cache
+def insert_sql(table: RecordTable[Any], dialect_name: str) -> str:
+    """The table's one INSERT statement for a dialect (positional parameters)."""
+    if dialect_name == "sqlite":
+        preparer, mark = sqlite.dialect().identifier_preparer, "?"
+    elif dialect_name == "postgresql":
+        preparer, mark = postgresql.dialect().identifier_preparer, "%s"  # type: ignore[no-untyped-call]
+    else:
+        raise UnsupportedDialectError(dialect_name, "write_records")
+    names = ", ".join(preparer.quote(name) for name in table.column_names)
+    marks = ", ".join([mark] * len(table.column_names))
+    conflict = " ON CONFLICT DO NOTHING" if table.ignores_duplicates else ""
+    return f"INSERT INTO {preparer.format_table(table.table)} ({names}) VALUES ({marks}){conflict}"

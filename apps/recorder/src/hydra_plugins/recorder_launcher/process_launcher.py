@@ -7,7 +7,8 @@ block the next job forever; joblib/loky SIGKILLs or orphans its workers on SIGIN
   ``.hydra/`` files and job log as any launcher) and dies with it (``PR_SET_PDEATHSIG``);
 * SIGINT/SIGTERM to the launcher are forwarded to every running job and stop further launches;
   a job still alive ``grace_period_s`` after the first signal is SIGKILLed;
-* a job that exits non-zero (or is killed) makes the launcher fail, so ``recorder -m`` exits 1.
+* a job that exits non-zero (or is killed) makes the launcher fail, so ``recorder -m`` exits 1;
+* every line it logs goes through ``recorder.redaction`` (no secret in the launcher's log).
 """
 
 # No `from __future__ import annotations` in this module: Hydra executes plugin modules without
@@ -42,6 +43,8 @@ from hydra.errors import CompactHydraException
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
+
+from recorder.redaction import install_log_redaction
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,7 @@ class ProcessLauncher(Launcher):
         assert self.hydra_context is not None
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        install_log_redaction()  # the launcher's lines show every job's overrides
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info("Launching %d jobs, one process each", len(job_overrides))
         started: list[tuple[int, Sequence[str]]] = []

@@ -1,0 +1,86 @@
+"""What ``recorder-report`` reads from one database: runs, gaps, per-run row counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, Table, func, select
+
+from recorder_tools.database import SessionDatabase
+from recorder_tools.schema import (
+    GAPS,
+    PUBLIC_TRADES,
+    REJECTED_FRAMES,
+    RUNS,
+    TICKER_SNAPSHOTS,
+    GapRow,
+    RunRow,
+)
+from recorder_tools.trade_activity import Instrument
+
+#: (run_id, category, symbol) -> (rows, first and last received_ts_ms)
+RowsPerRun = dict[tuple[str | None, str, str], tuple[int, int, int]]
+
+
+@dataclass(slots=True)
+class DatabaseContents:
+    """What the report is built from, for one database."""
+
+    source: SessionDatabase
+    runs: list[RunRow]
+    trades: RowsPerRun
+    tickers: RowsPerRun
+    #: (category, symbol) -> (first, last trade time)
+    trade_span: dict[Instrument, tuple[int, int]]
+    gaps: list[GapRow]
+    rejected: dict[str | None, int]
+
+
+def read_contents(source: SessionDatabase, engine: Engine) -> DatabaseContents:
+    """Everything the report needs from one database, in a few aggregate queries."""
+    trades = PUBLIC_TRADES.c
+    with engine.connect() as conn:
+        runs = list(conn.execute(select(RUNS).order_by(RUNS.c.started_at_ms)))
+        gaps = list(conn.execute(select(GAPS).order_by(GAPS.c.start_ts_ms, GAPS.c.id)))
+        trade_span = {
+            (category, symbol): (int(first), int(last))
+            for category, symbol, first, last in conn.execute(
+                select(
+                    trades.category,
+                    trades.symbol,
+                    func.min(trades.trade_time_ms),
+                    func.max(trades.trade_time_ms),
+                ).group_by(trades.category, trades.symbol)
+            )
+        }
+        rejected = {
+            run_id: int(count)
+            for run_id, count in conn.execute(
+                select(REJECTED_FRAMES.c.run_id, func.count()).group_by(REJECTED_FRAMES.c.run_id)
+            )
+        }
+        return DatabaseContents(
+            source,
+            runs,
+            _rows_per_run(conn, PUBLIC_TRADES),
+            _rows_per_run(conn, TICKER_SNAPSHOTS),
+            trade_span,
+            gaps,
+            rejected,
+        )
+
+
+def _rows_per_run(conn: Connection, table: Table) -> RowsPerRun:
+    c = table.c
+    query = select(
+        c.run_id,
+        c.category,
+        c.symbol,
+        func.count(),
+        func.min(c.received_ts_ms),
+        func.max(c.received_ts_ms),
+    ).group_by(c.run_id, c.category, c.symbol)
+    return {
+        (run_id, category, symbol): (int(count), int(first), int(last))
+        for run_id, category, symbol, count, first, last in conn.execute(query)
+    }

@@ -1,0 +1,185 @@
+"""What the adapter's tests share: fast timings, a recording sink, a timed session.
+
+Test modules import these with ``from .conftest import ...`` (pytest's importlib mode
+keeps the tests directory off ``sys.path``). The simulator comes from the root
+conftest's ``sim`` fixture; a lib test never imports ``bybit_sim`` itself, so it is
+typed ``Any`` here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bybit_adapter import Outage, RestSettings, WebSocketSettings
+from bybit_records import Record, RejectedFrame, Ticker, Trade
+
+#: Every bound scaled down so that a fault is found and healed within a second or two:
+#: silence (1.0) < stall (2.0); open and ack bounds (1.0) shorter than the faults.
+FAST = WebSocketSettings(
+    ping_interval=0.3,
+    pong_timeout=0.5,
+    silence_timeout=1.0,
+    stall_timeout=2.0,
+    connect_timeout=1.0,
+    open_timeout=1.0,
+    ack_timeout=1.0,
+    backoff_initial=0.05,
+    backoff_max=0.3,
+    auth_retry_min=0.5,
+)
+#: The private stream: quiet by nature, so no silence or stall detection (its default).
+FAST_PRIVATE = dataclasses.replace(FAST, silence_timeout=None, stall_timeout=None)
+FAST_REST = RestSettings(timeout=1.0, max_retries=3, retry_initial=0.05, retry_max=0.2, ban_pause=5)
+#: A receive time for decoder tests (its milliseconds land in ``received_ts_ms``).
+RECEIVED_NS = 1_700_000_000_123_456_789
+
+
+class RecordingSink:
+    """A ``StreamSink`` that keeps everything it is handed, in arrival order.
+
+    ``block()`` makes ``ready`` False until ``unblock()``: back-pressure as a full
+    writer would apply it. ``fail_records`` makes ``records()`` raise (a broken sink).
+    """
+
+    def __init__(self, fail_records: bool = False) -> None:
+        self.received: list[Record] = []
+        self.outages: list[Outage] = []
+        self.rejections: list[RejectedFrame] = []
+        #: ("records", [Record]) / ("outage", Outage) / ("rejected", RejectedFrame)
+        self.log: list[tuple[str, Any]] = []
+        self.fail_records = fail_records
+        self._room: asyncio.Event | None = None
+        self.waits = 0
+
+    # ---- StreamSink -------------------------------------------------------------------
+
+    def records(self, records: Sequence[Record]) -> None:
+        if self.fail_records:
+            raise RuntimeError("the sink failed")
+        self.received.extend(records)
+        self.log.append(("records", list(records)))
+
+    def outage(self, outage: Outage) -> None:
+        self.outages.append(outage)
+        self.log.append(("outage", outage))
+
+    def rejected(self, frame: RejectedFrame) -> None:
+        self.rejections.append(frame)
+        self.log.append(("rejected", frame))
+
+    @property
+    def ready(self) -> bool:
+        return self._room is None or self._room.is_set()
+
+    async def wait_ready(self) -> None:
+        if self._room is not None:
+            self.waits += 1
+            await self._room.wait()
+
+    # ---- control and views ------------------------------------------------------------
+
+    def block(self) -> None:
+        self._room = asyncio.Event()
+
+    def unblock(self) -> None:
+        if self._room is not None:
+            self._room.set()
+
+    def trades(self, symbol: str | None = None) -> list[Trade]:
+        return [r for r in self.received if isinstance(r, Trade) and symbol in (None, r.symbol)]
+
+    def tickers(self) -> list[Ticker]:
+        return [r for r in self.received if isinstance(r, Ticker)]
+
+    def of_type(self, kind: type[Record]) -> list[Any]:
+        return [r for r in self.received if isinstance(r, kind)]
+
+
+@dataclass(slots=True)
+class Handshake:
+    """One ``ws_connect`` call: when it started and ended, and how."""
+
+    started: float
+    ended: float | None = None
+    outcome: str = "pending"  # "open", "cancelled" (the open_timeout), or an error name
+
+    @property
+    def seconds(self) -> float:
+        assert self.ended is not None
+        return self.ended - self.started
+
+
+class TimedSession:
+    """An ``aiohttp.ClientSession`` stand-in that times every WebSocket handshake.
+
+    Passed as a stream's ``session``: the stream only calls ``ws_connect`` on it.
+    """
+
+    def __init__(self) -> None:
+        self.session = aiohttp.ClientSession()
+        self.handshakes: list[Handshake] = []
+
+    async def ws_connect(self, url: str, **kwargs: Any) -> aiohttp.ClientWebSocketResponse:
+        handshake = Handshake(time.monotonic())
+        self.handshakes.append(handshake)
+        try:
+            ws = await self.session.ws_connect(url, **kwargs)
+        except asyncio.CancelledError:
+            handshake.outcome = "cancelled"
+            raise
+        except Exception as exc:
+            handshake.outcome = type(exc).__name__
+            raise
+        finally:
+            handshake.ended = time.monotonic()
+        handshake.outcome = "open"
+        return ws
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+@pytest.fixture
+def sink() -> RecordingSink:
+    return RecordingSink()
+
+
+@pytest.fixture
+async def timed_session() -> AsyncIterator[TimedSession]:
+    session = TimedSession()
+    yield session
+    await session.close()
+
+
+@pytest.fixture
+async def make_sim(sim: Any) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """``await make_sim(private_rate=20.0)``: another simulator configured like ``sim``
+    but for the keywords given, on its own port; stopped at teardown. (Built from the
+    ``sim`` fixture's class and config, so that no test imports the simulator.)"""
+    started: list[Any] = []
+
+    async def make(**overrides: Any) -> Any:
+        config = dataclasses.replace(sim.config, port=0, **overrides)
+        other = type(sim)(config)
+        await other.start()
+        started.append(other)
+        return other
+
+    yield make
+    for other in started:
+        await other.stop()
+
+
+@pytest.fixture
+async def busy_sim(make_sim: Callable[..., Awaitable[Any]]) -> Any:
+    """A simulator whose account trades 20 times a second (``sim``'s: 0.5/s), so tests
+    that need a few executions do not wait seconds for them."""
+    return await make_sim(private_rate=20.0)
