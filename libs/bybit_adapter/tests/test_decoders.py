@@ -179,6 +179,15 @@ def test_delta_before_any_snapshot_is_rejected_not_guessed() -> None:
         TickerDecoder(Category.INVERSE).frame(delta, 1)
 
 
+def test_a_reason_quoting_a_line_break_from_the_frame_stays_one_line() -> None:
+    delta = by_topic(LINEAR_INVERSE, "tickers.BTCUSD")[1]
+    delta = {**delta, "data": {**delta["data"], "symbol": "BTC\nUSD\r\u2028"}}
+    with pytest.raises(FrameRejected) as rejected:
+        TickerDecoder(Category.INVERSE).frame(delta, 1)
+    assert rejected.value.reason.splitlines() == [rejected.value.reason]
+    assert str(rejected.value) == "ticker delta for BTC\\nUSD\\r\\u2028 before any snapshot"
+
+
 def test_a_reset_forgets_ticker_states() -> None:
     decoder = TickerDecoder(Category.INVERSE)
     snapshot, delta = by_topic(LINEAR_INVERSE, "tickers.BTCUSD")

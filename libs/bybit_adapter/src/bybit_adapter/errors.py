@@ -30,10 +30,18 @@ class BybitError(Exception):
     """Root of every error this package raises."""
 
 
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 class FrameRejected(BybitError):
-    """A frame could not be normalized; ``reason`` says why in one line."""
+    """A frame could not be normalized; ``reason`` says why in one line.
+
+    A reason quotes the frame's own text (a symbol, a field), which may hold line breaks
+    or other control characters: they are escaped, so a log line stays one line.
+    """
 
     def __init__(self, reason: str) -> None:
+        reason = _CONTROL_CHARACTERS.sub(lambda m: repr(m.group())[1:-1], reason)
         super().__init__(reason)
         self.reason = reason
 

@@ -131,6 +131,7 @@ class DatabaseFactory:
             options["connect_args"] = {
                 "connect_timeout": settings.connect_timeout_s,
                 "options": f"-c lock_timeout={settings.lock_timeout_s * 1000}",
+                **_dead_link_bounds(settings.io_timeout_s),
             }
         return options
 
@@ -179,6 +180,24 @@ class DatabaseFactory:
         except sqlite3.Error as error:
             self._engine.dispose()
             raise _probe_error(path, error) from error
+
+
+def _dead_link_bounds(io_timeout_s: int) -> dict[str, int]:
+    """libpq options that fail a connection whose peer went silent for ``io_timeout_s``.
+
+    ``tcp_user_timeout`` bounds data the server never acknowledges (a write into a dead
+    link); keepalives bound a wait for an answer that never comes (the link died while
+    the server was working): probes start when the connection has been quiet for most of
+    the bound, and the third unanswered one, at the bound, fails it.
+    """
+    probe_every = max(1, io_timeout_s // 3 // 3)
+    return {
+        "keepalives": 1,
+        "keepalives_idle": max(1, io_timeout_s - 3 * probe_every),
+        "keepalives_interval": probe_every,
+        "keepalives_count": 3,
+        "tcp_user_timeout": io_timeout_s * 1000,
+    }
 
 
 def normalize_database_url(url: str | URL) -> URL:

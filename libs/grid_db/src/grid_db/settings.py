@@ -49,6 +49,11 @@ class DatabaseSettings:
     #: forever by default), and for a lock (a write blocked by another session).
     connect_timeout_s: int = 10
     lock_timeout_s: int = 30
+    #: PostgreSQL: seconds an established connection may go without an answer from the
+    #: server's host (unacknowledged data, or unanswered TCP keepalives) before it fails.
+    #: Without it a link that dies silently mid-write blocks the writer for the kernel's
+    #: retransmission timeout (~15 minutes) instead of letting it buffer and retry.
+    io_timeout_s: int = 30
 
     def __post_init__(self) -> None:
         if not self.url:
@@ -61,6 +66,12 @@ class DatabaseSettings:
             raise ConfigurationError(
                 "DatabaseSettings.sqlite_synchronous must be one of "
                 f"{sorted(SQLITE_SYNCHRONOUS_VALUES)}, got {self.sqlite_synchronous!r}"
+            )
+        if self.connect_timeout_s < 1 or self.lock_timeout_s < 1 or self.io_timeout_s < 3:
+            raise ConfigurationError(
+                "DatabaseSettings.connect_timeout_s and lock_timeout_s must be >= 1 and "
+                f"io_timeout_s >= 3, got {self.connect_timeout_s}, {self.lock_timeout_s} "
+                f"and {self.io_timeout_s}"
             )
         if self.pool_size < 1 or self.max_overflow < 0:
             raise ConfigurationError(
