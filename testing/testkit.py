@@ -261,3 +261,17 @@ def invariant_violations(engine: Any, truth: list[Any], symbol: str, until_ms: i
         ):
             problems.append(f"{symbol}: trade {trade.trade_id} stored with other values")
     return problems
+
+
+def settled_violations(
+    sim: Any, engine: Any, symbols: Sequence[str], settle_ms: int = 2_000
+) -> list[str]:
+    """``invariant_violations`` of every symbol of an in-process simulator (linear), judging
+    the trades printed until ``settle_ms`` ago: the newest may still be on their way."""
+    now_ms = time.time_ns() // 1_000_000
+    problems = []
+    for symbol in symbols:
+        truth = sim.ground_truth.trades("linear", symbol)
+        until = max((t.time_ms for t in truth if t.time_ms < now_ms - settle_ms), default=0)
+        problems += invariant_violations(engine, truth, symbol, until)
+    return problems

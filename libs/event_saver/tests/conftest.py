@@ -31,11 +31,18 @@ def new_run(db: DatabaseFactory, with_account: bool = False) -> str:
 
 
 @pytest.fixture
-async def start(sim: Any, db: DatabaseFactory) -> AsyncIterator[Start]:
-    """``await start(**config_overrides)``: a running pipeline, stopped at teardown."""
+async def start(sim: Any, request: pytest.FixtureRequest) -> AsyncIterator[Start]:
+    """``await start(**config_overrides)``: a running pipeline, stopped at teardown.
+
+    It records into the ``db`` fixture's database (so the test runs on each backend), or
+    into ``database=`` when the test brings its own.
+    """
     running: list[RecordingPipeline] = []
 
-    async def factory(**overrides: Any) -> RecordingPipeline:
+    async def factory(
+        database: DatabaseFactory | None = None, **overrides: Any
+    ) -> RecordingPipeline:
+        db = database if database is not None else request.getfixturevalue("db")
         config = PipelineConfig(
             category=Category.LINEAR,
             symbols=SYMBOLS,
@@ -48,8 +55,8 @@ async def start(sim: Any, db: DatabaseFactory) -> AsyncIterator[Start]:
             reconcile_delay=0.1,
         )
         pipeline = RecordingPipeline(db.engine, dataclasses.replace(config, **overrides))
-        await pipeline.start()
         running.append(pipeline)
+        await pipeline.start()
         return pipeline
 
     yield factory

@@ -4,28 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import time
 from typing import Any
 
-import pytest
 from sqlalchemy import event
 
-from bybit_records import Category, Trade
-from event_saver import PipelineConfig, RecordingPipeline, WriterSettings
-from grid_db import DatabaseFactory, DatabaseSettings, RunRepository
-from testkit import FAST_REST, FAST_STREAM, FAST_WRITER, invariant_violations, wait_until
+from bybit_records import Trade
+from event_saver import WriterSettings
+from grid_db import DatabaseFactory
+from testkit import FAST_STREAM, settled_violations, wait_until
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 
 
-def check_invariant(sim: Any, db: DatabaseFactory, p: RecordingPipeline) -> None:
-    now_ms = time.time_ns() // 1_000_000
-    for symbol in SYMBOLS:
-        truth = sim.ground_truth.trades("linear", symbol)
-        until = max((t.time_ms for t in truth if t.time_ms < now_ms - 2_000), default=0)
-        problems = invariant_violations(db.engine, truth, symbol, until)
-        assert not problems, problems[:5]
+def check_invariant(sim: Any, db: DatabaseFactory) -> None:
+    problems = settled_violations(sim, db.engine, SYMBOLS)
+    assert not problems, problems[:5]
 
 
 async def test_slow_commits_do_not_delay_pings_and_lose_nothing(
@@ -58,7 +52,7 @@ async def test_slow_commits_do_not_delay_pings_and_lose_nothing(
     slow["on"] = False
     await wait_until(lambda: trades.buffered < 20, timeout=20)
     await p.stop()
-    check_invariant(sim, db, p)
+    check_invariant(sim, db)
 
 
 async def test_replayed_and_reordered_frames_are_stored_once(
@@ -91,7 +85,7 @@ async def test_replayed_and_reordered_frames_are_stored_once(
     assert trades.stats().duplicates == replayed
     assert stream.stats.rejected_frames == 0
     assert stream.stats.outages == 0
-    check_invariant(sim, db, p)
+    check_invariant(sim, db)
 
 
 def _bytes(raw: str | bytes) -> bytes:
@@ -100,49 +94,3 @@ def _bytes(raw: str | bytes) -> bytes:
 
 def _trades_in(raw: str | bytes) -> int:
     return len(json.loads(raw)["data"])
-
-
-async def test_a_postgresql_restart_mid_run_loses_nothing_and_says_so_once(
-    sim: Any, pg_cluster: Any, postgres_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    db = DatabaseFactory(DatabaseSettings(url=postgres_url))
-    db.create_tables()
-    run_id = (
-        RunRepository(db.engine)
-        .create_run(config_json="{}", host="test", pid=1, software_version="test")
-        .id
-    )
-    config = PipelineConfig(
-        Category.LINEAR,
-        SYMBOLS,
-        sim.public_ws_url,
-        sim.rest_url,
-        run_id,
-        public=FAST_STREAM,
-        rest=FAST_REST,
-        writer=dataclasses.replace(FAST_WRITER, retry_max=0.5),
-        reconcile_delay=0.1,
-    )
-    p = RecordingPipeline(db.engine, config)
-    caplog.set_level(logging.WARNING, logger="event_saver")
-    try:
-        await p.start()
-        trades = p.writer(Trade)
-        await wait_until(lambda: trades.stats().written > 50)
-        pg_cluster.stop_server()
-        try:
-            await wait_until(lambda: trades.stats().failed_flushes >= 3, timeout=15)
-            buffered = trades.buffered
-            await wait_until(lambda: trades.buffered > buffered + 20)  # still recording
-        finally:
-            pg_cluster.restart_server()
-        await wait_until(lambda: trades.buffered < 60 and trades.stats().written > 100, 30)
-        assert p.public is not None
-        assert p.public.stats.outages == 0  # the database's outage is not the stream's
-    finally:
-        await p.stop()
-    lines = [r.getMessage() for r in caplog.records if "database" in r.getMessage()]
-    assert len([line for line in lines if "trades: database unavailable" in line]) == 1
-    assert any("trades: database back after" in line for line in lines)
-    check_invariant(sim, db, p)
-    db.dispose()
