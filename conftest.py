@@ -16,7 +16,8 @@ from pg_cluster import (
 
 from bybit_sim import BybitSimulator, SimulatorConfig
 from event_saver import DatabaseWorker
-from grid_db import DatabaseFactory, DatabaseSettings
+from grid_db import DatabaseFactory
+from testkit import prepared_database
 
 #: The session's PostgreSQL cluster, once a test asked for one (for the summary line).
 _PG_CLUSTER = pytest.StashKey[PostgresCluster]()
@@ -32,10 +33,8 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def db(database_url: str) -> Iterator[DatabaseFactory]:
     """A prepared, empty database: once on SQLite and once on PostgreSQL (``database_url``)."""
-    factory = DatabaseFactory(DatabaseSettings(url=database_url, busy_timeout_ms=200))
-    factory.create_tables()
-    yield factory
-    factory.dispose()
+    with prepared_database(database_url, busy_timeout_ms=200) as factory:
+        yield factory
 
 
 @pytest.fixture

@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bench_scenarios import (
     BenchError,
     Launch,
+    LimitResult,
     TreeCpu,
     count_trades,
     new_database,
@@ -37,20 +36,15 @@ from bench_scenarios import (
     trade_rows,
     url_scalars,
 )
-
-from bybit_sim import TruthTrade
-from grid_db import tables
-
-_TESTING = Path(__file__).resolve().parent.parent / "testing"
-if str(_TESTING) not in sys.path:  # pytest has it on its pythonpath; bench/run.py does not
-    sys.path.insert(0, str(_TESTING))
-
-from pg_cluster import (  # noqa: E402
+from pg_cluster import (  # testing/, which bench_scenarios puts on sys.path
     PostgresCluster,
     PostgresClusterError,
     find_postgres_binaries,
     missing_binaries_reason,
 )
+
+from bybit_sim import TruthTrade
+from grid_db import tables
 
 #: the settings the test cluster turns off, and ``BenchCluster.make_durable`` turns on
 DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
@@ -197,21 +191,10 @@ def row_bytes(database_url: str) -> RowBytes:
 
 
 @dataclass
-class PgLimitResult:
-    rows: int
-    #: rows per second by batch size (rows per transaction)
-    by_batch: dict[int, float]
+class PgLimitResult(LimitResult):
     durable: bool = False
     #: the server's CPU seconds by batch size
     server_cpu: dict[int, float] = field(default_factory=dict)
-
-    @property
-    def batch(self) -> int:
-        return max(self.by_batch, key=lambda size: self.by_batch[size])
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.by_batch[self.batch]
 
     @property
     def server_cpu_ms_per_1000(self) -> float:

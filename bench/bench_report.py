@@ -137,59 +137,75 @@ def _yes(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
-def summary_rows(run: Run) -> list[tuple[str, str, str, str, str]]:
+#: (scenario, measure, result, target, met): a row of the summary table
+SummaryRow = tuple[str, str, str, str, str]
+
+
+def _tried(by_batch: dict[int, float]) -> str:
+    return ", ".join(f"{b:,}: {_n(r)}" for b, r in sorted(by_batch.items()))
+
+
+def _limit_row(limit: LimitResult, name: str) -> SummaryRow:
+    return (
+        name,
+        f"rows/s committed, best batch size (tried {_tried(limit.by_batch)})",
+        f"{_n(limit.rows_per_second)} rows/s (batches of {limit.batch:,})",
+        "",
+        "",
+    )
+
+
+def _flat_rate_row(
+    flat: FlatOutResult, limit: LimitResult | None, name: str, limit_name: str
+) -> SummaryRow:
+    """The flat-out rate, as a share of ``limit`` (called ``limit_name``) when it ran."""
+    rate = flat.trades_per_second
+    if limit is None:
+        return (name, "committed trades/s", _n(rate), "", "")
+    ratio = rate / limit.rows_per_second
+    return (
+        name,
+        "committed trades/s (first arrival to last commit)",
+        f"{_n(rate)} = **{ratio:.0%}** of {limit_name}",
+        f"≥ {FLAT_OUT_RATIO:.0%} of the limit",
+        _yes(ratio >= FLAT_OUT_RATIO),
+    )
+
+
+def _peak_rss_row(peak_rss_mb: float) -> SummaryRow:
+    return (
+        "",
+        "peak RSS",
+        f"{peak_rss_mb:.0f} MB",
+        f"< {RSS_MB:.0f} MB",
+        _yes(peak_rss_mb < RSS_MB),
+    )
+
+
+def _flat_stored_row(flat: FlatOutResult) -> SummaryRow:
+    return (
+        "",
+        "trades stored / printed by the simulator",
+        f"{flat.stored:,} / {flat.truth:,}",
+        "none dropped",
+        _yes(flat.stored == flat.truth == flat.trades),
+    )
+
+
+def summary_rows(run: Run) -> list[SummaryRow]:
     """(scenario, measure, result, target, met) for the summary table."""
-    rows: list[tuple[str, str, str, str, str]] = []
+    rows: list[SummaryRow] = []
     limit, flat = run.limit, run.flat_out
     if limit is not None:
-        tried = ", ".join(f"{b:,}: {_n(r)}" for b, r in sorted(limit.by_batch.items()))
-        rows.append(
-            (
-                "**Limit**: plain sqlite3",
-                f"rows/s committed, best batch size (tried {tried})",
-                f"{_n(limit.rows_per_second)} rows/s (batches of {limit.batch:,})",
-                "",
-                "",
-            )
-        )
+        rows.append(_limit_row(limit, "**Limit**: plain sqlite3"))
     if flat is not None:
         name = f"**Recorder, flat out**: {flat.trades:,} trades, frames of {flat.batch:,}"
-        if limit is not None:
-            ratio = flat.trades_per_second / limit.rows_per_second
-            rows.append(
-                (
-                    name,
-                    "committed trades/s (first arrival to last commit)",
-                    f"{_n(flat.trades_per_second)} = **{ratio:.0%}** of the limit",
-                    f"≥ {FLAT_OUT_RATIO:.0%} of the limit",
-                    _yes(ratio >= FLAT_OUT_RATIO),
-                )
-            )
-            name = ""
-        else:
-            rows.append((name, "committed trades/s", _n(flat.trades_per_second), "", ""))
-            name = ""
+        rows.append(_flat_rate_row(flat, limit, name, "the limit"))
         rows.append(
-            (name, "CPU per 1,000 trades (all threads)", f"{flat.cpu_ms_per_1000:.1f} ms", "", "")
+            ("", "CPU per 1,000 trades (all threads)", f"{flat.cpu_ms_per_1000:.1f} ms", "", "")
         )
-        rows.append(
-            (
-                "",
-                "peak RSS",
-                f"{flat.peak_rss_mb:.0f} MB",
-                f"< {RSS_MB:.0f} MB",
-                _yes(flat.peak_rss_mb < RSS_MB),
-            )
-        )
-        rows.append(
-            (
-                "",
-                "trades stored / printed by the simulator",
-                f"{flat.stored:,} / {flat.truth:,}",
-                "none dropped",
-                _yes(flat.stored == flat.truth == flat.trades),
-            )
-        )
+        rows.append(_peak_rss_row(flat.peak_rss_mb))
+        rows.append(_flat_stored_row(flat))
     for r in run.realistic:
         budget = r.flush_interval * 1000 + P99_MARGIN_MS
         lat = r.latency_ms
@@ -212,15 +228,7 @@ def summary_rows(run: Run) -> list[tuple[str, str, str, str, str]]:
                 _yes(p99 is not None and p99 < budget),
             )
         )
-        rows.append(
-            (
-                "",
-                "peak RSS",
-                f"{r.peak_rss_mb:.0f} MB",
-                f"< {RSS_MB:.0f} MB",
-                _yes(r.peak_rss_mb < RSS_MB),
-            )
-        )
+        rows.append(_peak_rss_row(r.peak_rss_mb))
         rows.append(
             (
                 "",
@@ -257,19 +265,9 @@ def summary_rows(run: Run) -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
-def _tried(by_batch: dict[int, float]) -> str:
-    return ", ".join(f"{b:,}: {_n(r)}" for b, r in sorted(by_batch.items()))
-
-
-def _pg_limit_rows(limit: PgLimitResult, name: str) -> list[tuple[str, str, str, str, str]]:
+def _pg_limit_rows(limit: PgLimitResult, name: str) -> list[SummaryRow]:
     return [
-        (
-            name,
-            f"rows/s committed, best batch size (tried {_tried(limit.by_batch)})",
-            f"{_n(limit.rows_per_second)} rows/s (batches of {limit.batch:,})",
-            "",
-            "",
-        ),
+        _limit_row(limit, name),
         (
             "",
             "server CPU per 1,000 rows (all PostgreSQL processes)",
@@ -282,22 +280,8 @@ def _pg_limit_rows(limit: PgLimitResult, name: str) -> list[tuple[str, str, str,
 
 def _pg_flat_rows(
     flat: FlatOutResult, limit: PgLimitResult | None, name: str, full: bool
-) -> list[tuple[str, str, str, str, str]]:
-    rows: list[tuple[str, str, str, str, str]] = []
-    rate = flat.trades_per_second
-    if limit is not None:
-        ratio = rate / limit.rows_per_second
-        rows.append(
-            (
-                name,
-                "committed trades/s (first arrival to last commit)",
-                f"{_n(rate)} = **{ratio:.0%}** of the PostgreSQL limit",
-                f"≥ {FLAT_OUT_RATIO:.0%} of the limit",
-                _yes(ratio >= FLAT_OUT_RATIO),
-            )
-        )
-    else:
-        rows.append((name, "committed trades/s", _n(rate), "", ""))
+) -> list[SummaryRow]:
+    rows = [_flat_rate_row(flat, limit, name, "the PostgreSQL limit")]
     server = flat.server_cpu_ms_per_1000
     rows.append(
         (
@@ -311,24 +295,8 @@ def _pg_flat_rows(
         )
     )
     if full:
-        rows.append(
-            (
-                "",
-                "peak RSS",
-                f"{flat.peak_rss_mb:.0f} MB",
-                f"< {RSS_MB:.0f} MB",
-                _yes(flat.peak_rss_mb < RSS_MB),
-            )
-        )
-    rows.append(
-        (
-            "",
-            "trades stored / printed by the simulator",
-            f"{flat.stored:,} / {flat.truth:,}",
-            "none dropped",
-            _yes(flat.stored == flat.truth == flat.trades),
-        )
-    )
+        rows.append(_peak_rss_row(flat.peak_rss_mb))
+    rows.append(_flat_stored_row(flat))
     return rows
 
 
@@ -339,7 +307,7 @@ def median_run(runs: list[TwoRecordersResult]) -> TwoRecordersResult:
 
 def _two_recorder_rows(
     runs: list[TwoRecordersResult], alone: FlatOutResult | None
-) -> list[tuple[str, str, str, str, str]]:
+) -> list[SummaryRow]:
     two = median_run(runs)
     rates = ", ".join(_n(r.trades_per_second) for r in runs)
     share = (
@@ -393,9 +361,9 @@ def _two_recorder_rows(
     ]
 
 
-def postgres_rows(pg: PostgresRun) -> list[tuple[str, str, str, str, str]]:
+def postgres_rows(pg: PostgresRun) -> list[SummaryRow]:
     """The PostgreSQL scenarios' rows, or one row saying why they did not run."""
-    rows: list[tuple[str, str, str, str, str]] = []
+    rows: list[SummaryRow] = []
     if pg.skipped is not None:
         rows.append(("**PostgreSQL**", "not run", pg.skipped, "", ""))
     if pg.limit is not None:

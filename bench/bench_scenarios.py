@@ -43,6 +43,12 @@ from grid_db.writes import insert_sql
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 
+_TESTING = HERE.parent / "testing"
+if str(_TESTING) not in sys.path:  # pytest has it on its pythonpath; bench/run.py does not
+    sys.path.insert(0, str(_TESTING))
+
+from testkit import stop_process_group  # noqa: E402
+
 #: the 20 symbols of the realistic scenario (all linear perpetuals)
 REALISTIC_SYMBOLS = [
     "BTCUSDT",
@@ -132,13 +138,7 @@ class SimProcess:
         return result
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process_group(self.proc)
         if hasattr(self, "_reader"):
             self._reader.join(5)
         if self.proc.stdout is not None:

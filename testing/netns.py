@@ -240,28 +240,11 @@ class Lab:
         return str(network.network_address + number)
 
     def _start_watchdog(self) -> None:
-        self._watchdog = subprocess.Popen(
-            [sys.executable, "-I", __file__, "--watchdog", self.netns_prefix, self.bridge],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,  # outlives a kill of the test run's process group
-        )
+        self._watchdog = start_watchdog([__file__, "--watchdog", self.netns_prefix, self.bridge])
 
     def _finish_watchdog(self) -> None:
         watchdog, self._watchdog = self._watchdog, None
-        if watchdog is None:
-            return
-        with contextlib.suppress(OSError, ValueError):
-            assert watchdog.stdin is not None
-            watchdog.stdin.write("done\n")
-            watchdog.stdin.close()
-        try:
-            watchdog.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            watchdog.kill()
-            watchdog.wait(timeout=10)
+        finish_watchdog(watchdog)
 
 
 def _ip(*args: str) -> str:
@@ -350,6 +333,39 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+# ---- watchdogs: what a test set up outside its process is undone, even if it is killed ------
+
+
+def start_watchdog(args: Sequence[str], **popen: Any) -> subprocess.Popen[str]:
+    """``python -I args``: a watchdog that reads a pipe from this process. ``done`` on it
+    (``finish_watchdog``) means all was cleaned up; end-of-file without it means this
+    process died, and the watchdog cleans up itself. (``pg_cluster`` starts its own too.)"""
+    return subprocess.Popen(
+        [sys.executable, "-I", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # outlives a kill of the test run's process group
+        **popen,
+    )
+
+
+def finish_watchdog(watchdog: subprocess.Popen[str] | None) -> None:
+    """Tell a watchdog of ``start_watchdog`` that all was cleaned up, and wait for it to end."""
+    if watchdog is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        assert watchdog.stdin is not None
+        watchdog.stdin.write("done\n")
+        watchdog.stdin.close()
+    try:
+        watchdog.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        watchdog.kill()
+        watchdog.wait(timeout=10)
 
 
 def _watchdog_main(netns_prefix: str, bridge: str) -> int:

@@ -40,6 +40,8 @@ from functools import cache
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from netns import finish_watchdog, start_watchdog  # beside this file; standard library only
+
 if TYPE_CHECKING:  # psycopg is imported when a cluster is used, not when tests are collected
     from typing import LiteralString
 
@@ -477,10 +479,7 @@ class PostgresCluster:
             )
             try:
                 self._run(
-                    [
-                        self.binaries.program("pg_ctl"),
-                        "-D",
-                        str(self.data_dir),
+                    self._pg_ctl(
                         "-l",
                         str(self.log_file),
                         "-w",
@@ -489,7 +488,7 @@ class PostgresCluster:
                         "-o",
                         options,
                         "start",
-                    ],
+                    ),
                     timeout=START_TIMEOUT_S + _SUBPROCESS_SLACK_S,
                     what="pg_ctl start",
                     in_netns=True,  # the server listens on the namespace's address
@@ -513,17 +512,7 @@ class PostgresCluster:
         for mode in ("fast", "immediate"):
             try:
                 self._run(
-                    [
-                        self.binaries.program("pg_ctl"),
-                        "-D",
-                        str(self.data_dir),
-                        "-m",
-                        mode,
-                        "-w",
-                        "-t",
-                        str(STOP_TIMEOUT_S),
-                        "stop",
-                    ],
+                    self._pg_ctl_stop(mode),
                     timeout=STOP_TIMEOUT_S + _SUBPROCESS_SLACK_S,
                     what=f"pg_ctl stop -m {mode}",
                 )
@@ -543,55 +532,27 @@ class PostgresCluster:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
 
+    def _pg_ctl(self, *args: str) -> list[str]:
+        """``pg_ctl -D DATA_DIR args``."""
+        return [self.binaries.program("pg_ctl"), "-D", str(self.data_dir), *args]
+
+    def _pg_ctl_stop(self, mode: str) -> list[str]:
+        """``pg_ctl stop -m mode``, waiting for the server to end (up to ``STOP_TIMEOUT_S``)."""
+        return self._pg_ctl("-m", mode, "-w", "-t", str(STOP_TIMEOUT_S), "stop")
+
     def _stop_command(self) -> list[str]:
-        return self._command(
-            [
-                self.binaries.program("pg_ctl"),
-                "-D",
-                str(self.data_dir),
-                "-m",
-                "immediate",
-                "-w",
-                "-t",
-                str(STOP_TIMEOUT_S),
-                "stop",
-            ]
-        )
+        return self._command(self._pg_ctl_stop("immediate"))
 
     def _start_watchdog(self) -> None:
-        self._watchdog = subprocess.Popen(
-            [
-                sys.executable,
-                "-I",
-                "-c",
-                _WATCHDOG,
-                json.dumps(self._stop_command()),
-                str(self._base),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self._watchdog = start_watchdog(
+            ["-c", _WATCHDOG, json.dumps(self._stop_command()), str(self._base)],
             cwd=self._base,
             env=self._env(),
-            text=True,
-            start_new_session=True,  # outlives a kill of the test run's process group
         )
 
     def _finish_watchdog(self) -> None:
         watchdog, self._watchdog = self._watchdog, None
-        if watchdog is None:
-            return
-        try:
-            assert watchdog.stdin is not None
-            watchdog.stdin.write("done\n")
-            watchdog.stdin.close()
-        except (OSError, ValueError):
-            pass
-        try:
-            watchdog.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            watchdog.kill()
-            watchdog.wait(timeout=10)
+        finish_watchdog(watchdog)
 
     def _connect(self) -> psycopg.Connection[tuple[object, ...]]:
         import psycopg

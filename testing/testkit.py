@@ -8,18 +8,21 @@ import json as _json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bybit_adapter import RestSettings, WebSocketSettings
 from bybit_records import Category, Trade
 from event_saver import WriterSettings
+from grid_db import DatabaseFactory, DatabaseSettings
 
 _ids = itertools.count(1)
 
@@ -53,6 +56,15 @@ def make_trade(symbol: str = "BTCUSDT", trade_id: str | None = None, **kw: objec
     }
     fields.update(kw)
     return Trade(**fields)  # type: ignore[arg-type]
+
+
+@contextmanager
+def prepared_database(url: str, **settings: Any) -> Iterator[DatabaseFactory]:
+    """A ``DatabaseFactory`` on ``url`` (``settings``: more ``DatabaseSettings`` fields) with
+    every table created; disposed of on exit."""
+    with DatabaseFactory(DatabaseSettings(url=url, **settings)) as database:
+        database.create_tables()
+        yield database
 
 
 # ---- one set of fast timings for every test that records --------------------------
@@ -111,12 +123,71 @@ def script(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
+def unused_port() -> int:
+    """A local TCP port nothing listens on: free to listen on, refused when connected to."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def start_process(
+    command: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    stderr: int = subprocess.STDOUT,
+) -> subprocess.Popen[str]:
+    """``command`` (a console script) in a process group of its own, its output piped as text
+    (stderr into stdout, unless ``stderr=subprocess.PIPE``); ``env`` adds to this environment."""
+    return subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def start_recorder(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """The ``recorder`` console script with ``args`` (Hydra overrides), as ``start_process``."""
+    return start_process([script("recorder"), *args], env=env)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Wait for ``proc`` to exit, with its output; after ``timeout`` seconds kill its process
+    group and fail the test."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(
+            f"{proc.args!r} did not exit within {timeout}s:\n{out[-3000:]}\n{(err or '')[-3000:]}"
+        ) from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def wait_sync(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+def stop_process_group(proc: subprocess.Popen[Any]) -> None:
+    """End a process started with ``start_new_session``, and its children: SIGTERM to its
+    group, SIGKILL if it is still running 10 s later. Nothing to do once it has exited."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
 
 
 class SimProcess:
@@ -173,20 +244,26 @@ class SimProcess:
         with urllib.request.urlopen(request, timeout=10) as reply:
             return _json.loads(reply.read())
 
+    def drop_connections(self, refuse_for: float = 0) -> None:
+        """Drop every connection; with ``refuse_for``, refuse reconnects for that many seconds."""
+        if refuse_for:
+            self.post("/sim/faults/refuse_connections", {"seconds": refuse_for})
+        self.post("/sim/faults/drop_connections", {})
+
     def truth_trades(self, symbol: str, category: str = "linear") -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.get(
             f"/sim/ground-truth/trades?category={category}&symbol={symbol}"
         )
         return result
 
+    def __enter__(self) -> SimProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process_group(self.proc)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -24,20 +25,16 @@ SimFactory = Callable[..., Awaitable[BybitSimulator]]
 @pytest.fixture
 async def make_sim() -> AsyncIterator[SimFactory]:
     """``await make_sim(trade_rate=50, ...)`` -> a started simulator, stopped at teardown."""
-    sims: list[BybitSimulator] = []
+    async with contextlib.AsyncExitStack() as started:
 
-    async def factory(**kwargs: Any) -> BybitSimulator:
-        kwargs.setdefault("port", 0)
-        kwargs.setdefault("seed", 7)
-        kwargs.setdefault("private_rate", 0.0)
-        sim = BybitSimulator(SimulatorConfig(**kwargs))
-        await sim.start()
-        sims.append(sim)
-        return sim
+        async def factory(**kwargs: Any) -> BybitSimulator:
+            kwargs.setdefault("port", 0)
+            kwargs.setdefault("seed", 7)
+            kwargs.setdefault("private_rate", 0.0)
+            sim = BybitSimulator(SimulatorConfig(**kwargs))
+            return await started.enter_async_context(sim)
 
-    yield factory
-    for sim in sims:
-        await sim.stop()
+        yield factory
 
 
 @pytest.fixture

@@ -10,12 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import pytest
 
 from bybit_sim import BybitSimulator
 
 from .conftest import captured, recv_until, subscribe
 
 NEWER_TRADE_KEYS = {"RPI", "seq", "mP", "iP", "mIv", "iv"}
+LINEAR_INVERSE = "tardis-node_v5_linear_inverse_2023-04.jsonl"
+SPOT = "tardis-node_v5_spot_2023-04.jsonl"
+OPTION = "tardis-node_v5_option_2023-04.jsonl"
 
 
 def assert_same_types(real: dict[str, Any], ours: dict[str, Any], where: str) -> None:
@@ -32,6 +36,11 @@ def assert_key_order(real: dict[str, Any], ours: dict[str, Any], where: str) -> 
     assert ours_common == list(real), f"{where}: key order {ours_common} != {list(real)}"
 
 
+def assert_like_capture(real: dict[str, Any], ours: dict[str, Any], where: str) -> None:
+    assert_same_types(real, ours, where)
+    assert_key_order(real, ours, where)
+
+
 async def first_frame(
     sim: BybitSimulator, session: aiohttp.ClientSession, category: str, topic: str
 ) -> dict[str, Any]:
@@ -44,16 +53,42 @@ async def first_frame(
         return dict(frame)
 
 
-async def test_linear_public_trade_matches_capture(
+@pytest.mark.parametrize(
+    ("capture", "category", "topic"),
+    [
+        pytest.param(LINEAR_INVERSE, "linear", "publicTrade.LTCUSDT", id="linear-trade"),
+        pytest.param(LINEAR_INVERSE, "inverse", "publicTrade.BTCUSD", id="inverse-trade"),
+        pytest.param(SPOT, "spot", "publicTrade.BTCUSDT", id="spot-trade"),
+        pytest.param(OPTION, "option", "publicTrade.BTC", id="option-trade"),
+        pytest.param(LINEAR_INVERSE, "linear", "tickers.BTCUSDT", id="linear-ticker"),
+        pytest.param(LINEAR_INVERSE, "inverse", "tickers.BTCUSDU23", id="inverse-future-ticker"),
+        pytest.param(OPTION, "option", "tickers.SOL-28APR23-24-C", id="option-ticker"),
+    ],
+)
+async def test_frame_matches_capture(
+    capture: str,
+    category: str,
+    topic: str,
+    sim: BybitSimulator,
+    session: aiohttp.ClientSession,
+) -> None:
+    """The envelope and its data (each trade, or the ticker) match the capture's types and order."""
+    real = captured(capture, topic)[0]
+    ours = await first_frame(sim, session, category, topic)
+    assert_like_capture(real, ours, "envelope")
+    if isinstance(real["data"], list):
+        for item in ours["data"]:
+            assert_like_capture(real["data"][0], item, "trade")
+    else:
+        assert_like_capture(real["data"], ours["data"], "ticker")
+
+
+async def test_linear_public_trade_fields(
     sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
-    real = captured("tardis-node_v5_linear_inverse_2023-04.jsonl", "publicTrade.LTCUSDT")[0]
+    real = captured(LINEAR_INVERSE, "publicTrade.LTCUSDT")[0]
     ours = await first_frame(sim, session, "linear", "publicTrade.LTCUSDT")
-    assert_same_types(real, ours, "envelope")
-    assert_key_order(real, ours, "envelope")
     for item in ours["data"]:
-        assert_same_types(real["data"][0], item, "trade")
-        assert_key_order(real["data"][0], item, "trade")
         assert set(item) - set(real["data"][0]) <= NEWER_TRADE_KEYS
         assert isinstance(item["seq"], int)
         assert item["RPI"] is False
@@ -65,82 +100,45 @@ async def test_linear_public_trade_matches_capture(
         assert len(item["p"].split(".")[1]) == 2
 
 
-async def test_inverse_public_trade_matches_capture(
+async def test_inverse_public_trade_sizes_are_whole_contracts(
     sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
-    real = captured("tardis-node_v5_linear_inverse_2023-04.jsonl", "publicTrade.BTCUSD")[0]
     ours = await first_frame(sim, session, "inverse", "publicTrade.BTCUSD")
-    assert_same_types(real, ours, "envelope")
     for item in ours["data"]:
-        assert_same_types(real["data"][0], item, "trade")
-        assert item["v"].isdigit()  # inverse sizes are whole contracts
+        assert item["v"].isdigit()
 
 
-async def test_spot_public_trade_matches_capture(
+async def test_spot_public_trade_fields(
     sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
-    real = captured("tardis-node_v5_spot_2023-04.jsonl", "publicTrade.BTCUSDT")[0]
     ours = await first_frame(sim, session, "spot", "publicTrade.BTCUSDT")
-    assert_same_types(real, ours, "envelope")
-    assert_key_order(real, ours, "envelope")
     for item in ours["data"]:
-        assert_same_types(real["data"][0], item, "trade")
         assert "L" not in item
         assert item["i"].isdigit()
         assert len(item["i"]) == 19
 
 
-async def test_option_public_trade_matches_capture(
+async def test_linear_ticker_snapshot_values_are_strings(
     sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
-    real = captured("tardis-node_v5_option_2023-04.jsonl", "publicTrade.BTC")[0]
-    ours = await first_frame(sim, session, "option", "publicTrade.BTC")
-    assert_same_types(real, ours, "envelope")
-    assert_key_order(real, ours, "envelope")
-    for item in ours["data"]:
-        assert_same_types(real["data"][0], item, "trade")
-        assert_key_order(real["data"][0], item, "trade")
-
-
-async def test_linear_ticker_snapshot_matches_capture(
-    sim: BybitSimulator, session: aiohttp.ClientSession
-) -> None:
-    real = captured("tardis-node_v5_linear_inverse_2023-04.jsonl", "tickers.BTCUSDT")[0]
     ours = await first_frame(sim, session, "linear", "tickers.BTCUSDT")
     assert ours["type"] == "snapshot"
-    assert_same_types(real, ours, "envelope")
-    assert_key_order(real, ours, "envelope")
-    assert_same_types(real["data"], ours["data"], "ticker")
-    assert_key_order(real["data"], ours["data"], "ticker")
     assert all(isinstance(v, str) for k, v in ours["data"].items())
 
 
-async def test_inverse_future_ticker_matches_capture(
+async def test_inverse_future_ticker_fields(
     sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
-    real = captured("tardis-node_v5_linear_inverse_2023-04.jsonl", "tickers.BTCUSDU23")[0]
     ours = await first_frame(sim, session, "inverse", "tickers.BTCUSDU23")
-    assert_same_types(real["data"], ours["data"], "ticker")
     assert ours["data"]["fundingRate"] == ""
     assert ours["data"]["nextFundingTime"] == ""
     assert ours["data"]["deliveryTime"] == "2023-09-27T08:00:00Z"
 
 
-async def test_option_ticker_matches_capture(
-    sim: BybitSimulator, session: aiohttp.ClientSession
-) -> None:
-    real = captured("tardis-node_v5_option_2023-04.jsonl", "tickers.SOL-28APR23-24-C")[0]
-    ours = await first_frame(sim, session, "option", "tickers.SOL-28APR23-24-C")
-    assert_same_types(real, ours, "envelope")
-    assert_key_order(real, ours, "envelope")
-    assert_same_types(real["data"], ours["data"], "ticker")
-    assert_key_order(real["data"], ours["data"], "ticker")
-
-
 async def test_orderbook_frames_match_capture(
     sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
-    real = captured("tardis-node_v5_linear_inverse_2023-04.jsonl", "orderbook.50.BTCPERP")
+    real = captured(LINEAR_INVERSE, "orderbook.50.BTCPERP")
     topic = "orderbook.50.BTCPERP"
     async with session.ws_connect(sim.public_ws_url.format(category="linear")) as ws:
         _, before = await subscribe(ws, [topic])

@@ -50,14 +50,27 @@ EXECUTION_FIELDS = {
 }
 
 
-async def auth(
-    ws: aiohttp.ClientWebSocketResponse, args: list[Any], req_id: str | None = None
+async def request(
+    ws: aiohttp.ClientWebSocketResponse, op: str, args: list[Any], req_id: str | None = None
 ) -> dict[str, Any]:
-    msg: dict[str, Any] = {"op": "auth", "args": args}
+    """Send ``{"op":op,"args":args[,"req_id":req_id]}``; returns the next frame (the reply)."""
+    msg: dict[str, Any] = {"op": op, "args": args}
     if req_id is not None:
         msg["req_id"] = req_id
     await ws.send_json(msg)
     return dict(await recv_json(ws))
+
+
+async def auth(
+    ws: aiohttp.ClientWebSocketResponse, args: list[Any], req_id: str | None = None
+) -> dict[str, Any]:
+    return await request(ws, "auth", args, req_id)
+
+
+@pytest.fixture
+async def busy_sim(make_sim: SimFactory) -> BybitSimulator:
+    """A simulator whose account trades 40 times a second."""
+    return await make_sim(private_rate=40)
 
 
 async def test_auth_success_shape(sim: BybitSimulator, session: aiohttp.ClientSession) -> None:
@@ -106,8 +119,7 @@ async def test_auth_failures(
             "op": "auth",
             "conn_id": ack["conn_id"],
         }
-        await ws.send_json({"op": "subscribe", "args": ["execution"]})
-        nack = await recv_json(ws)
+        nack = await request(ws, "subscribe", ["execution"])
         assert nack["success"] is False
         assert nack["ret_msg"] == "Request not authorized"
     assert sim.stats.auth_failures == 1
@@ -117,8 +129,7 @@ async def test_subscribe_before_auth_then_after(
     sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
     async with session.ws_connect(sim.private_ws_url) as ws:
-        await ws.send_json({"op": "subscribe", "req_id": "s0", "args": ["order"]})
-        nack = await recv_json(ws)
+        nack = await request(ws, "subscribe", ["order"], req_id="s0")
         assert nack == {
             "success": False,
             "ret_msg": "Request not authorized",
@@ -127,12 +138,10 @@ async def test_subscribe_before_auth_then_after(
             "req_id": "s0",
         }
         await auth(ws, ws_auth_args("sim-key", "sim-secret"))
-        await ws.send_json({"op": "subscribe", "args": ["order", "wallet", "bogus"]})
-        ack = await recv_json(ws)
+        ack = await request(ws, "subscribe", ["order", "wallet", "bogus"])
         assert ack["success"] is False
         assert ack["ret_msg"] == "error:handler not found,topic:bogus"
-        await ws.send_json({"op": "subscribe", "args": ["execution"]})
-        ack = await recv_json(ws)
+        ack = await request(ws, "subscribe", ["execution"])
         assert ack == {"success": True, "ret_msg": "", "op": "subscribe", "conn_id": ack["conn_id"]}
 
 
@@ -148,15 +157,13 @@ async def test_private_pong_shape(sim: BybitSimulator, session: aiohttp.ClientSe
 
 
 async def test_account_frames_pushed_and_recorded(
-    make_sim: SimFactory, session: aiohttp.ClientSession
+    busy_sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
-    sim = await make_sim(private_rate=40)
-    async with session.ws_connect(sim.private_ws_url) as ws:
+    async with session.ws_connect(busy_sim.private_ws_url) as ws:
         await auth(ws, ws_auth_args("sim-key", "sim-secret"))
-        await ws.send_json(
-            {"op": "subscribe", "req_id": "s", "args": ["execution", "order", "position", "wallet"]}
+        ack = await request(
+            ws, "subscribe", ["execution", "order", "position", "wallet"], req_id="s"
         )
-        ack = await recv_json(ws)
         assert ack["success"] is True
         assert ack["req_id"] == "s"
         seen: dict[str, dict[str, Any]] = {}
@@ -187,19 +194,17 @@ async def test_account_frames_pushed_and_recorded(
         assert isinstance(item["isMaker"], bool)
         assert item["execTime"].isdigit()
         assert item["extraFees"] == ""
-    truth = {e["execId"]: e for e in sim.ground_truth.executions()}
+    truth = {e["execId"]: e for e in busy_sim.ground_truth.executions()}
     for item in executions:
         assert truth[item["execId"]] == item
 
 
 async def test_order_lifecycle_new_before_fill(
-    make_sim: SimFactory, session: aiohttp.ClientSession
+    busy_sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
-    sim = await make_sim(private_rate=40)
-    async with session.ws_connect(sim.private_ws_url) as ws:
+    async with session.ws_connect(busy_sim.private_ws_url) as ws:
         await auth(ws, ws_auth_args("sim-key", "sim-secret"))
-        await ws.send_json({"op": "subscribe", "args": ["order.linear", "execution.fast"]})
-        await recv_json(ws)
+        await request(ws, "subscribe", ["order.linear", "execution.fast"])
         statuses: dict[str, list[str]] = {}
         fast = 0
         while not any(s[-1] == "Filled" and s[0] == "New" for s in statuses.values()):

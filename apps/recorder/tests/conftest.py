@@ -1,13 +1,15 @@
-"""Fixtures of the recorder app's tests: a session config pointed at the in-process simulator."""
+"""Fixtures of the recorder app's tests: a session config pointed at the in-process simulator,
+and the session folder's own SQLite database."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from grid_db import DatabaseFactory, DatabaseSettings
 from recorder.config import RecorderConfig, compose_config
 from testkit import FAST_OVERRIDES
 
@@ -34,3 +36,25 @@ def make_config(sim: Any, tmp_path: Path) -> MakeConfig:
         )
 
     return make
+
+
+@pytest.fixture
+def account_config(make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch) -> MakeConfig:
+    """``account_config(secret, *overrides)``: ``make_config`` recording the simulator's account
+    too (``account=env``), with its API key and ``secret`` in the environment (the simulator's
+    own secret is ``sim-secret``; any other is refused)."""
+
+    def make(secret: str, *overrides: str) -> RecorderConfig:
+        monkeypatch.setenv("BYBIT_API_KEY", "sim-key")
+        monkeypatch.setenv("BYBIT_API_SECRET", secret)
+        return make_config("account=env", *overrides)
+
+    return make
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[DatabaseFactory]:
+    """The session folder's own database, as the CLI makes it (the report reads the folder)."""
+    factory = DatabaseFactory(DatabaseSettings(url=f"sqlite:///{tmp_path}/recorder.db"))
+    yield factory
+    factory.dispose()

@@ -16,41 +16,20 @@ import psutil
 import pytest
 import yaml
 
-from testkit import FAST_OVERRIDES, SimProcess, db_count, db_rows, script, wait_sync
+from testkit import FAST_OVERRIDES, SimProcess, db_count, db_rows, finish, start_recorder, wait_sync
 
 pytestmark = pytest.mark.e2e
 
 TRADES = "SELECT count(*) FROM public_trades"
+TIMEOUT_S = 30
 
 
 @pytest.fixture
 def sim() -> Iterator[SimProcess]:
-    process = SimProcess(
+    with SimProcess(
         "--trade-rate", "20", "--api-key", "e2e-key-4b1f", "--api-secret", "e2e-secret-9c1d"
-    )
-    yield process
-    process.stop()
-
-
-def start_recorder(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [script("recorder"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[int, str]:
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        raise AssertionError(f"recorder did not exit within {timeout}s:\n{out}") from None
-    return proc.returncode, out
+    ) as process:
+        yield process
 
 
 def assert_every_generated_trade_is_stored_once(sim: SimProcess, db: Path, symbol: str) -> None:
@@ -87,15 +66,15 @@ def test_single_session_ends_cleanly_on_a_signal(
 ) -> None:
     run_dir = tmp_path / "session"
     proc = start_recorder(
-        ["symbols=btc_eth", *sim.network_overrides(), *FAST_OVERRIDES, f"hydra.run.dir={run_dir}"]
+        "symbols=btc_eth", *sim.network_overrides(), *FAST_OVERRIDES, f"hydra.run.dir={run_dir}"
     )
     db = run_dir / "recorder.db"
     try:
         wait_sync(lambda: db_count(db, TRADES) > 30, 30, "trades in the session DB")
     finally:
         os.kill(proc.pid, sig)
-    rc, out = finish(proc)
-    assert rc == 0, out
+    done = finish(proc, TIMEOUT_S)
+    assert done.returncode == 0, done.stdout
     for symbol in ("BTCUSDT", "ETHUSDT"):
         assert_every_generated_trade_is_stored_once(sim, db, symbol)
     assert db_rows(db, "SELECT status, ended_at_ms IS NOT NULL FROM runs") == [("completed", 1)]
@@ -110,15 +89,10 @@ def test_single_session_ends_cleanly_on_a_signal(
 def test_duration_ends_the_session(sim: SimProcess, tmp_path: Path) -> None:
     run_dir = tmp_path / "timed"
     proc = start_recorder(
-        [
-            *sim.network_overrides(),
-            *FAST_OVERRIDES,
-            "duration_seconds=2",
-            f"hydra.run.dir={run_dir}",
-        ]
+        *sim.network_overrides(), *FAST_OVERRIDES, "duration_seconds=2", f"hydra.run.dir={run_dir}"
     )
-    rc, out = finish(proc)
-    assert rc == 0, out
+    done = finish(proc, TIMEOUT_S)
+    assert done.returncode == 0, done.stdout
     assert db_rows(run_dir / "recorder.db", "SELECT status FROM runs") == [("completed",)]
     assert db_count(run_dir / "recorder.db", TRADES) > 0
 
@@ -128,13 +102,11 @@ def test_multirun_records_two_groups_at_once_and_stops_both_on_one_sigint(
 ) -> None:
     sweep = tmp_path / "sweep"
     proc = start_recorder(
-        [
-            "-m",
-            "symbols=btc,eth",
-            *sim.network_overrides(),
-            *FAST_OVERRIDES,
-            f"hydra.sweep.dir={sweep}",
-        ]
+        "-m",
+        "symbols=btc,eth",
+        *sim.network_overrides(),
+        *FAST_OVERRIDES,
+        f"hydra.sweep.dir={sweep}",
     )
     dbs = {name: sweep / name / "recorder.db" for name in ("0_btc", "1_eth")}
     try:
@@ -143,8 +115,8 @@ def test_multirun_records_two_groups_at_once_and_stops_both_on_one_sigint(
         )
     finally:
         os.kill(proc.pid, signal.SIGINT)
-    rc, out = finish(proc)
-    assert rc == 0, out
+    done = finish(proc, TIMEOUT_S)
+    assert done.returncode == 0, done.stdout
     assert_every_generated_trade_is_stored_once(sim, dbs["0_btc"], "BTCUSDT")
     assert_every_generated_trade_is_stored_once(sim, dbs["1_eth"], "ETHUSDT")
     for db in dbs.values():
@@ -158,11 +130,11 @@ def test_multirun_records_two_groups_at_once_and_stops_both_on_one_sigint(
 
 
 def test_a_bad_override_is_rejected_with_a_clear_message(tmp_path: Path) -> None:
-    proc = start_recorder(["batch_size=0", f"hydra.run.dir={tmp_path / 'bad'}"])
-    rc, out = finish(proc)
-    assert rc == 2
-    assert "batch_size" in out
-    assert "Traceback" not in out
+    proc = start_recorder("batch_size=0", f"hydra.run.dir={tmp_path / 'bad'}")
+    done = finish(proc, TIMEOUT_S)
+    assert done.returncode == 2
+    assert "batch_size" in done.stdout
+    assert "Traceback" not in done.stdout
 
 
 def test_private_streams_are_recorded_without_a_trace_of_the_secret(
@@ -171,7 +143,11 @@ def test_private_streams_are_recorded_without_a_trace_of_the_secret(
     run_dir = tmp_path / "private"
     env = {"BYBIT_API_KEY": "e2e-key-4b1f", "BYBIT_API_SECRET": "e2e-secret-9c1d"}
     proc = start_recorder(
-        ["account=env", *sim.network_overrides(), *FAST_OVERRIDES, f"hydra.run.dir={run_dir}"], env
+        "account=env",
+        *sim.network_overrides(),
+        *FAST_OVERRIDES,
+        f"hydra.run.dir={run_dir}",
+        env=env,
     )
     db = run_dir / "recorder.db"
     try:
@@ -181,8 +157,8 @@ def test_private_streams_are_recorded_without_a_trace_of_the_secret(
         wait_sync(lambda: db_count(db, "SELECT count(*) FROM orders") > 0, 20, "orders")
     finally:
         os.kill(proc.pid, signal.SIGTERM)
-    rc, out = finish(proc)
-    assert rc == 0, out
+    done = finish(proc, TIMEOUT_S)
+    assert done.returncode == 0, done.stdout
     assert db_count(db, "SELECT count(*) FROM wallet_snapshots") > 0
     assert db_count(db, "SELECT count(*) FROM position_snapshots") > 0
     for path in run_dir.rglob("*"):
@@ -190,22 +166,20 @@ def test_private_streams_are_recorded_without_a_trace_of_the_secret(
             data = path.read_bytes()
             assert b"e2e-secret-9c1d" not in data, path
             assert b"e2e-key-4b1f" not in data, path
-    assert "e2e-secret-9c1d" not in out
+    assert "e2e-secret-9c1d" not in done.stdout
 
 
 def test_session_json_says_how_to_run_the_session_again(sim: SimProcess, tmp_path: Path) -> None:
     run_dir = tmp_path / "session"
     proc = start_recorder(
-        [
-            *sim.network_overrides(),
-            *FAST_OVERRIDES,
-            "symbols=[SOLUSDT,BTCUSDT]",
-            "duration_seconds=1",
-            f"hydra.run.dir={run_dir}",
-        ]
+        *sim.network_overrides(),
+        *FAST_OVERRIDES,
+        "symbols=[SOLUSDT,BTCUSDT]",
+        "duration_seconds=1",
+        f"hydra.run.dir={run_dir}",
     )
-    rc, out = finish(proc)
-    assert rc == 0, out
+    done = finish(proc, TIMEOUT_S)
+    assert done.returncode == 0, done.stdout
     info = json.loads((run_dir / "session.json").read_text())
     assert shlex.split(info["reproduce"]) == info["command"]
     assert info["command"][0] == "recorder"
@@ -229,10 +203,11 @@ def test_session_json_says_how_to_run_the_session_again(sim: SimProcess, tmp_pat
 
 def test_session_json_names_a_commit_git_can_check_out(sim: SimProcess, tmp_path: Path) -> None:
     run_dir = tmp_path / "session"
-    rc, out = finish(
-        start_recorder([*sim.network_overrides(), "duration_seconds=1", f"hydra.run.dir={run_dir}"])
+    done = finish(
+        start_recorder(*sim.network_overrides(), "duration_seconds=1", f"hydra.run.dir={run_dir}"),
+        TIMEOUT_S,
     )
-    assert rc == 0, out
+    assert done.returncode == 0, done.stdout
     info = json.loads((run_dir / "session.json").read_text())
     revision, dirty = info["git_revision"], info["git_dirty"]
     if revision is None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +21,17 @@ import pytest
 
 from grid_db.repositories import DEAD_RUN_ERROR
 from recorder_tools.check import CompletenessReport, SymbolReport, check_completeness, load_truth
-from testkit import FAST_OVERRIDES, SimProcess, db_count, db_rows, script, wait_sync
+from testkit import (
+    FAST_OVERRIDES,
+    SimProcess,
+    db_count,
+    db_rows,
+    finish,
+    script,
+    start_recorder,
+    unused_port,
+    wait_sync,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -32,11 +41,10 @@ TRADES = "SELECT count(*) FROM public_trades"
 
 @pytest.fixture
 def sim() -> Iterator[SimProcess]:
-    process = SimProcess(
+    with SimProcess(
         "--trade-rate", "20", "--api-key", "fault-key", "--api-secret", "fault-secret"
-    )
-    yield process
-    process.stop()
+    ) as process:
+        yield process
 
 
 _running: list[subprocess.Popen[str]] = []
@@ -62,20 +70,13 @@ class Session:
         self.sim = sim
         self.run_dir = run_dir
         self.db = run_dir / "recorder.db"
-        self.proc = subprocess.Popen(
-            [
-                script("recorder"),
-                "symbols=btc_eth",
-                *sim.network_overrides(),
-                *FAST_OVERRIDES,
-                *args,
-                f"hydra.run.dir={run_dir}",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-            env={**os.environ, **(env or {})},
+        self.proc = start_recorder(
+            "symbols=btc_eth",
+            *sim.network_overrides(),
+            *FAST_OVERRIDES,
+            *args,
+            f"hydra.run.dir={run_dir}",
+            env=env,
         )
         _running.append(self.proc)
         self.output = ""
@@ -85,6 +86,10 @@ class Session:
 
     def wait_trades(self, more_than: int, timeout: float = 30) -> None:
         wait_sync(lambda: self.trades() > more_than, timeout, f"more than {more_than} trades")
+
+    def wait_more_trades(self, n: int, timeout: float = 30) -> None:
+        """Wait for ``n`` more trades than are stored now."""
+        self.wait_trades(self.trades() + n, timeout)
 
     def log(self) -> str:
         path = self.run_dir / "recorder.log"
@@ -98,13 +103,9 @@ class Session:
     def stop(self, sig: signal.Signals = signal.SIGINT, timeout: float = 40) -> int:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, sig)
-        try:
-            self.output, _ = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.output, _ = self.proc.communicate()
-            raise AssertionError(f"recorder did not stop:\n{self.output[-3000:]}") from None
-        return self.proc.returncode
+        done = finish(self.proc, timeout)
+        self.output = done.stdout
+        return done.returncode
 
     def kill(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
@@ -138,12 +139,10 @@ def assert_invariant(report: CompletenessReport) -> None:
 def test_abrupt_drop_with_refused_reconnects_is_filled(sim: SimProcess, tmp_path: Path) -> None:
     session = Session(sim, tmp_path / "s")
     session.wait_trades(30)
-    sim.post("/sim/faults/refuse_connections", {"seconds": 3})
-    sim.post("/sim/faults/drop_connections", {})
+    sim.drop_connections(refuse_for=3)
     session.wait_log(r"gap publicTrade linear ETHUSDT disconnect: filled")
     session.wait_log(r"gap publicTrade linear BTCUSDT disconnect: filled")
-    count = session.trades()
-    session.wait_trades(count + 10)
+    session.wait_more_trades(10)
     assert session.stop() == 0, session.output[-3000:]
     report = session.report()
     assert_invariant(report)
@@ -166,8 +165,7 @@ def test_a_stall_is_replaced_within_the_configured_time(sim: SimProcess, tmp_pat
     # ping every 0.5 s + 1 s pong timeout, or 3 s without data: well under 4 s
     assert detected_after < 4.5
     session.wait_log(r"gap publicTrade linear BTCUSDT (pong_timeout|stall): filled")
-    count = session.trades()
-    session.wait_trades(count + 10)
+    session.wait_more_trades(10)
     assert session.stop() == 0
     assert_invariant(session.report())
     assert {g[1] for g in session.gaps()} == {"filled"}
@@ -179,15 +177,14 @@ def test_a_reconnect_storm_is_paced_and_loses_nothing(sim: SimProcess, tmp_path:
     before = sim.get("/sim/stats")["ws_connections_accepted"]
     started = time.monotonic()
     while time.monotonic() - started < 8:
-        sim.post("/sim/faults/drop_connections", {})
+        sim.drop_connections()
         time.sleep(0.2)
     accepted = sim.get("/sim/stats")["ws_connections_accepted"] - before
     elapsed = time.monotonic() - started
     # a burst of 10, then 60 per 5 minutes: far below Bybit's 500 per 5 minutes
     assert accepted <= 10 + elapsed * 60 / 300 + 1, accepted
     wait_sync(lambda: "reconnecting in" in session.log(), 5, "backoff")
-    count = session.trades()
-    session.wait_trades(count + 20, timeout=60)
+    session.wait_more_trades(20, timeout=60)
     session.wait_log(r"gap publicTrade linear ETHUSDT disconnect: filled")
     time.sleep(0)  # the last outage's reconciliation is awaited by stop()
     assert session.stop() == 0
@@ -202,12 +199,10 @@ def test_rest_failing_during_reconciliation_records_unfillable_gaps(
     session = Session(sim, tmp_path / "s", "symbols=btc")
     session.wait_trades(10)
     sim.post("/sim/faults/rest_errors", {"kind": kind, "count": 1000})
-    sim.post("/sim/faults/refuse_connections", {"seconds": 1})
-    sim.post("/sim/faults/drop_connections", {})
+    sim.drop_connections(refuse_for=1)
     session.wait_log(r"gap publicTrade linear BTCUSDT disconnect: unfillable", timeout=60)
     assert session.proc.poll() is None, "the recorder must keep running"
-    count = session.trades()
-    session.wait_trades(count + 10)
+    session.wait_more_trades(10)
     assert session.stop() == 0
     gaps = session.gaps()
     assert [(g[0], g[1]) for g in gaps] == [("BTCUSDT", "unfillable")]
@@ -220,7 +215,7 @@ def test_a_transient_rest_failure_is_retried_and_filled(sim: SimProcess, tmp_pat
     session = Session(sim, tmp_path / "s", "symbols=btc")
     session.wait_trades(10)
     sim.post("/sim/faults/rest_errors", {"kind": "http502", "count": 2})
-    sim.post("/sim/faults/drop_connections", {})
+    sim.drop_connections()
     session.wait_log(r"gap publicTrade linear BTCUSDT disconnect: filled")
     assert session.stop() == 0
     report = check_completeness(session.db, load_truth(sim.rest_url, symbols=["BTCUSDT"]))
@@ -233,12 +228,10 @@ def test_an_outage_longer_than_the_rest_window_is_partial_and_exact(
     session = Session(sim, tmp_path / "s")
     session.wait_trades(30)
     sim.post("/sim/faults/recent_trade_limit", {"n": 5})
-    sim.post("/sim/faults/refuse_connections", {"seconds": 3})
-    sim.post("/sim/faults/drop_connections", {})
+    sim.drop_connections(refuse_for=3)
     session.wait_log(r"gap publicTrade linear BTCUSDT disconnect: partial")
     session.wait_log(r"gap publicTrade linear ETHUSDT disconnect: partial")
-    count = session.trades()
-    session.wait_trades(count + 10)
+    session.wait_more_trades(10)
     assert session.stop() == 0
     report = session.report()
     assert_invariant(report)
@@ -280,8 +273,7 @@ def test_a_database_locked_by_another_process_delays_but_loses_nothing(
     assert holder.stdout.readline().strip() == "released"
     holder.wait(10)
     holder.stdout.close()
-    count = session.trades()
-    session.wait_trades(count + 20)
+    session.wait_more_trades(20)
     assert session.stop() == 0
     log = session.log()
     buffered = [
@@ -363,8 +355,7 @@ def test_malformed_frames_are_counted_kept_and_not_flooding_the_log(
         20,
         "rejected frames stored",
     )
-    count = session.trades()
-    session.wait_trades(count + 10)
+    session.wait_more_trades(10)
     assert session.stop() == 0
     assert len(re.findall(r"rejected frame \(", session.log())) <= 5
     assert "connection lost" not in session.log()
@@ -399,8 +390,7 @@ def test_private_recording_resumes_after_a_drop_and_missed_executions_are_recove
         30,
         "executions",
     )
-    sim.post("/sim/faults/refuse_connections", {"seconds": 4})
-    sim.post("/sim/faults/drop_connections", {})
+    sim.drop_connections(refuse_for=4)
     session.wait_log(r"gap execution linear - disconnect: filled", timeout=40)
     stopped_ms = time.time_ns() // 1_000_000
     assert session.stop() == 0
@@ -438,9 +428,7 @@ def test_an_unusable_database_fails_clearly_and_creates_nothing(tmp_path: Path, 
 def test_an_unreachable_postgresql_fails_in_one_line_within_its_connect_timeout(
     tmp_path: Path,
 ) -> None:
-    with socket.socket() as closed:  # a port nothing listens on
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
+    port = unused_port()
     run_dir = tmp_path / "s"
     began = time.monotonic()
     proc = subprocess.run(
@@ -465,7 +453,7 @@ def test_an_expired_signature_from_clock_skew_is_reported_while_public_recording
     tmp_path: Path,
 ) -> None:
     # The server's clock runs 60 s ahead: our `expires` (now + 10 s) is already past.
-    skewed = SimProcess(
+    with SimProcess(
         "--trade-rate",
         "20",
         "--api-key",
@@ -474,8 +462,7 @@ def test_an_expired_signature_from_clock_skew_is_reported_while_public_recording
         "fault-secret",
         "--clock-offset-ms",
         "60000",
-    )
-    try:
+    ) as skewed:
         env = {"BYBIT_API_KEY": "fault-key", "BYBIT_API_SECRET": "fault-secret"}
         session = Session(skewed, tmp_path / "s", "account=env", env=env)
         session.wait_log(r"private auth failed \(expired\): Params Error; check the clock")
@@ -486,5 +473,3 @@ def test_an_expired_signature_from_clock_skew_is_reported_while_public_recording
         ((status, error),) = db_rows(session.db, "SELECT status, error FROM runs")
         assert status == "error"
         assert "private auth failed (expired): Params Error" in error
-    finally:
-        skewed.stop()

@@ -14,7 +14,7 @@ from bybit_adapter import ConnectionState, StreamStats
 from bybit_records import FillStatus, OutageCause
 from event_saver import PipelineHealth, ReconcilerStats, WriterStats
 from event_saver.pipeline import StreamHealth as PipelineStream
-from grid_db import DatabaseFactory, DatabaseSettings
+from grid_db import DatabaseFactory
 from recorder.health import HealthSnapshot, StreamHealth, format_health, health_snapshot
 from recorder.session import Recorder
 from testkit import wait_until
@@ -121,22 +121,18 @@ def test_health_snapshot_from_the_pipelines_counters() -> None:
 
 
 async def test_health_is_logged_every_interval_and_at_stop(
-    make_config: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    make_config: Any, tmp_path: Path, sqlite_db: DatabaseFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="recorder.session")
-    db = DatabaseFactory(DatabaseSettings(url=f"sqlite:///{tmp_path}/recorder.db"))
-    recorder = Recorder(make_config("health_log_interval=0.2"), db, tmp_path)
+    recorder = Recorder(make_config("health_log_interval=0.2"), sqlite_db, tmp_path)
+    await recorder.start()
     try:
-        await recorder.start()
-        try:
-            await wait_until(lambda: recorder.health_lines >= 3, timeout=5)
-            ticking = [m for m in caplog.messages if m.startswith("health ")]
-            assert len(ticking) >= 3
-            assert all(" public.linear connected " in line for line in ticking)
-        finally:
-            await recorder.stop()
+        await wait_until(lambda: recorder.health_lines >= 3, timeout=5)
+        ticking = [m for m in caplog.messages if m.startswith("health ")]
+        assert len(ticking) >= 3
+        assert all(" public.linear connected " in line for line in ticking)
     finally:
-        db.dispose()
+        await recorder.stop()
     lines = [m for m in caplog.messages if m.startswith("health ")]
     assert " public.linear stopped " in lines[-1]  # the last line is written at stop
     last = lines[-1]
@@ -153,16 +149,11 @@ async def test_health_is_logged_every_interval_and_at_stop(
 
 
 async def test_no_health_line_before_the_interval(
-    make_config: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    make_config: Any, tmp_path: Path, sqlite_db: DatabaseFactory
 ) -> None:
-    caplog.set_level(logging.INFO, logger="recorder.session")
-    db = DatabaseFactory(DatabaseSettings(url=f"sqlite:///{tmp_path}/recorder.db"))
-    recorder = Recorder(make_config("health_log_interval=3600"), db, tmp_path)
-    try:
-        await recorder.start()
-        await wait_until(lambda: recorder.pipeline.health().writers[0].received > 5)
-        assert recorder.health_lines == 0
-        await recorder.stop()
-    finally:
-        db.dispose()
+    recorder = Recorder(make_config("health_log_interval=3600"), sqlite_db, tmp_path)
+    await recorder.start()
+    await wait_until(lambda: recorder.pipeline.health().writers[0].received > 5)
+    assert recorder.health_lines == 0
+    await recorder.stop()
     assert recorder.health_lines == 1  # the one at stop

@@ -18,14 +18,7 @@ from grid_db import DatabaseFactory
 from recorder.health import HealthSnapshot, StreamHealth
 from recorder.health_file import HealthFileWriter, read_health_file
 from recorder.session import Recorder
-from testkit import wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from testkit import unused_port, wait_until
 
 
 def scrape(port: int) -> str:
@@ -95,7 +88,7 @@ def _messages(path: Path) -> int:
 async def test_prometheus_endpoint_serves_the_counters_when_metrics_port_is_set(
     make_config: Any, tmp_path: Path, db: DatabaseFactory
 ) -> None:
-    port = free_port()
+    port = unused_port()
     recorder = Recorder(make_config(f"metrics_port={port}"), db, tmp_path)
     await recorder.start()
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from recorder.main import parse_args
-from testkit import SimProcess, db_count, db_rows, script, wait_sync
+from testkit import SimProcess, db_count, db_rows, finish, script, start_process, wait_sync
 
 pytestmark = pytest.mark.e2e
 
@@ -26,9 +26,8 @@ TIMEOUT_S = 60
 
 @pytest.fixture
 def sim() -> Iterator[SimProcess]:
-    process = SimProcess("--trade-rate", "20")
-    yield process
-    process.stop()
+    with SimProcess("--trade-rate", "20") as process:
+        yield process
 
 
 def config_file(directory: Path, sim: SimProcess | None, *extra: str, name: str = "my") -> Path:
@@ -51,26 +50,19 @@ def config_file(directory: Path, sim: SimProcess | None, *extra: str, name: str 
     return path
 
 
-def start(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        command,
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+def start(command: list[str], cwd: Path, output_root: Path) -> subprocess.Popen[str]:
+    """``command`` in ``cwd``, its sessions under ``output_root`` ($RECORDER_OUTPUT_ROOT)."""
+    env = {"RECORDER_OUTPUT_ROOT": str(output_root)}
+    return start_process(command, cwd=cwd, env=env, stderr=subprocess.PIPE)
 
 
-def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"did not exit in time:\n{out}\n{err}") from None
-    return proc.returncode, out, err
+def run_successfully(
+    command: list[str], cwd: Path, output_root: Path
+) -> subprocess.CompletedProcess[str]:
+    """``start`` it and wait for it to end; fail when it fails."""
+    done = finish(start(command, cwd, output_root), TIMEOUT_S)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
 
 
 def session_folder(root: Path) -> Path:
@@ -93,11 +85,7 @@ def test_recorder_main_records_until_a_signal(
 ) -> None:
     file = config_file(tmp_path, sim)
     root = tmp_path / "out"
-    proc = start(
-        [script("recorder-main"), "--config", str(file)],
-        tmp_path,
-        {"RECORDER_OUTPUT_ROOT": str(root)},
-    )
+    proc = start([script("recorder-main"), "--config", str(file)], tmp_path, root)
     try:
         wait_sync(
             lambda: root.exists() and any(root.rglob("recorder.db")), 30, "the session folder"
@@ -106,8 +94,8 @@ def test_recorder_main_records_until_a_signal(
         wait_sync(lambda: db_count(folder / "recorder.db", TRADES) > 20, 30, "trades")
     finally:
         os.kill(proc.pid, sig)
-    code, out, err = finish(proc)
-    assert code == 0, out + err
+    done = finish(proc, TIMEOUT_S)
+    assert done.returncode == 0, done.stdout + done.stderr
     assert re.fullmatch(r"\d{2}-\d{2}-\d{2}-\d{6}_my", folder.name)
     assert {"recorder.db", "recorder.log", "session.json", "health.json"} <= {
         p.name for p in folder.iterdir()
@@ -131,13 +119,9 @@ def test_recorder_main_records_until_a_signal(
 def test_python_dash_m_with_debug(sim: SimProcess, tmp_path: Path) -> None:
     file = config_file(tmp_path, sim, "duration_seconds: 2")
     root = tmp_path / "out"
-    proc = start(
-        [sys.executable, "-m", "recorder.main", "--config", str(file), "--debug"],
-        tmp_path,
-        {"RECORDER_OUTPUT_ROOT": str(root)},
+    run_successfully(
+        [sys.executable, "-m", "recorder.main", "--config", str(file), "--debug"], tmp_path, root
     )
-    code, out, err = finish(proc)
-    assert code == 0, out + err
     log = (session_folder(root) / "recorder.log").read_text()
     assert "[recorder.session][DEBUG] - pipeline: public " in log
     assert "[recorder.session][DEBUG] - verdict: " in log
@@ -146,28 +130,14 @@ def test_python_dash_m_with_debug(sim: SimProcess, tmp_path: Path) -> None:
 def test_without_debug_there_is_no_debug_line(sim: SimProcess, tmp_path: Path) -> None:
     file = config_file(tmp_path, sim, "duration_seconds: 1")
     root = tmp_path / "out"
-    code, out, err = finish(
-        start(
-            [script("recorder-main"), "--config", str(file)],
-            tmp_path,
-            {"RECORDER_OUTPUT_ROOT": str(root)},
-        )
-    )
-    assert code == 0, out + err
+    run_successfully([script("recorder-main"), "--config", str(file)], tmp_path, root)
     assert "[DEBUG]" not in (session_folder(root) / "recorder.log").read_text()
 
 
 def test_the_hydra_script_takes_a_config_file_too(sim: SimProcess, tmp_path: Path) -> None:
     file = config_file(tmp_path, sim, "duration_seconds: 1", name="plain")
     root = tmp_path / "out"
-    code, out, err = finish(
-        start(
-            [script("recorder"), "--config", str(file)],
-            tmp_path,
-            {"RECORDER_OUTPUT_ROOT": str(root)},
-        )
-    )
-    assert code == 0, out + err
+    run_successfully([script("recorder"), "--config", str(file)], tmp_path, root)
     folder = session_folder(root)
     assert folder.name.endswith("_plain")
     assert not (folder / ".hydra").exists()
@@ -175,31 +145,20 @@ def test_the_hydra_script_takes_a_config_file_too(sim: SimProcess, tmp_path: Pat
     assert db_rows(folder / "recorder.db", "SELECT status FROM runs") == [("completed",)]
 
 
-def test_the_config_is_searched_for(sim: SimProcess, tmp_path: Path) -> None:
+def test_the_config_is_searched_for(
+    sim: SimProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """$RECORDER_CONFIG_PATH, else conf/recorder.yaml, else recorder.yaml."""
     (tmp_path / "conf").mkdir()
     config_file(tmp_path / "conf", sim, "duration_seconds: 1", name="recorder")
-    env = {"RECORDER_OUTPUT_ROOT": str(tmp_path / "out")}
-    env_without = {k: v for k, v in os.environ.items() if k != "RECORDER_CONFIG_PATH"}
-    proc = subprocess.run(
-        [script("recorder-main")],
-        cwd=tmp_path,
-        env={**env_without, **env},
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    monkeypatch.delenv("RECORDER_CONFIG_PATH", raising=False)
+    run_successfully([script("recorder-main")], tmp_path, tmp_path / "out")
     assert session_folder(tmp_path / "out").name.endswith("_recorder")
     other = tmp_path / "elsewhere"
     other.mkdir()
     config_file(other, sim, "duration_seconds: 1", name="picked")
-    env = {
-        "RECORDER_OUTPUT_ROOT": str(tmp_path / "out2"),
-        "RECORDER_CONFIG_PATH": str(other / "picked.yaml"),
-    }
-    code, out, err = finish(start([script("recorder-main")], tmp_path, env))
-    assert code == 0, out + err
+    monkeypatch.setenv("RECORDER_CONFIG_PATH", str(other / "picked.yaml"))
+    run_successfully([script("recorder-main")], tmp_path, tmp_path / "out2")
     assert session_folder(tmp_path / "out2").name.endswith("_picked")
 
 
@@ -251,13 +210,8 @@ def test_a_bad_file_is_refused_in_one_line_and_leaves_no_folder(
     file.write_text(content)
     file.chmod(mode)
     root = tmp_path / "out"
-    proc = subprocess.run(
-        [script("recorder-main"), "--config", str(file)],
-        cwd=tmp_path,
-        env={**os.environ, "RECORDER_OUTPUT_ROOT": str(root)},
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
+    proc = finish(
+        start([script("recorder-main"), "--config", str(file)], tmp_path, root), TIMEOUT_S
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     (problem,) = proc.stderr.splitlines()

@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,10 @@ import pytest
 from sqlalchemy import func, select
 
 from bybit_records import Trade
-from grid_db import DatabaseFactory, DatabaseSettings, RunRepository, tables
+from grid_db import DatabaseFactory, RunRepository, tables
 from recorder.config import RecorderConfig
 from recorder.session import Recorder
 from testkit import wait_until
-
-
-@pytest.fixture
-def sqlite_db(tmp_path: Path) -> Iterator[DatabaseFactory]:
-    factory = DatabaseFactory(DatabaseSettings(url=f"sqlite:///{tmp_path}/recorder.db"))
-    yield factory
-    factory.dispose()
 
 
 def received(recorder: Recorder) -> int:

@@ -28,7 +28,7 @@ from recorder.redaction import (
     install_log_redaction,
     scrub_files,
 )
-from testkit import FAST_OVERRIDES, SimProcess, script, wait_sync
+from testkit import FAST_OVERRIDES, SimProcess, finish, script, start_process, wait_sync
 
 API_KEY = "KEY-e2e-7f3a91c0d2"
 API_SECRET = "SECRET-e2e-5b8e4d1f6a"
@@ -134,9 +134,10 @@ def test_scrub_files_rewrites_only_files_holding_a_secret(tmp_path: Path) -> Non
 
 @pytest.fixture
 def sim() -> Iterator[SimProcess]:
-    process = SimProcess("--trade-rate", "20", "--api-key", API_KEY, "--api-secret", API_SECRET)
-    yield process
-    process.stop()
+    with SimProcess(
+        "--trade-rate", "20", "--api-key", API_KEY, "--api-secret", API_SECRET
+    ) as process:
+        yield process
 
 
 def with_password(url: str) -> str:
@@ -180,15 +181,7 @@ def run_until_the_secrets_were_exercised(
 ) -> subprocess.CompletedProcess[str]:
     """Start a session, wait until private auth was refused and a REST call answered 10004
     (whose ``origin_string`` holds the API key), then stop it with SIGINT."""
-    proc = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_process(command, cwd=cwd, env=env, stderr=subprocess.PIPE)
 
     def log_text() -> str:
         return "\n".join(p.read_text(errors="replace") for p in logs.rglob("recorder.log"))
@@ -202,13 +195,7 @@ def run_until_the_secrets_were_exercised(
         raise AssertionError(f"{exc}\n{out[-3000:]}\n{err[-3000:]}") from None
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGINT)
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"the session did not stop:\n{out}\n{err}") from None
-    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+    return finish(proc, TIMEOUT_S)
 
 
 def assert_no_secret_anywhere(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from bybit_records import Ticker, Trade
@@ -93,11 +92,9 @@ async def test_health_shows_a_disconnected_stream_and_its_outage(
 
 
 async def test_private_streams_only_with_an_account(
-    make_config: Any, tmp_path: Path, db: DatabaseFactory, monkeypatch: pytest.MonkeyPatch
+    account_config: Any, tmp_path: Path, db: DatabaseFactory
 ) -> None:
-    monkeypatch.setenv("BYBIT_API_KEY", "sim-key")
-    monkeypatch.setenv("BYBIT_API_SECRET", "sim-secret")
-    recorder = Recorder(make_config("account=env"), db, tmp_path)
+    recorder = Recorder(account_config("sim-secret"), db, tmp_path)
     await recorder.start()
     private = recorder.pipeline.private
     try:

@@ -58,13 +58,12 @@ Fault = Callable[[SimProcess, random.Random], str]
 
 
 def _drop(sim: SimProcess, rng: random.Random) -> str:
-    sim.post("/sim/faults/drop_connections", {})
+    sim.drop_connections()
     return "drop"
 
 
 def _refused(sim: SimProcess, rng: random.Random) -> str:
-    sim.post("/sim/faults/refuse_connections", {"seconds": rng.uniform(0.5, 2.5)})
-    sim.post("/sim/faults/drop_connections", {})
+    sim.drop_connections(refuse_for=rng.uniform(0.5, 2.5))
     return "drop+refused"
 
 
@@ -76,13 +75,13 @@ def _pause(sim: SimProcess, rng: random.Random) -> str:
 
 def _black_hole(sim: SimProcess, rng: random.Random) -> str:
     sim.post("/sim/faults/black_hole", {"seconds": rng.uniform(1.5, 3.5)})
-    sim.post("/sim/faults/drop_connections", {})
+    sim.drop_connections()
     return "black_hole"
 
 
 def _slow_ack(sim: SimProcess, rng: random.Random) -> str:
     sim.post("/sim/faults/slow_ack", {"seconds": 3, "count": 1})
-    sim.post("/sim/faults/drop_connections", {})
+    sim.drop_connections()
     return "slow_ack"
 
 
@@ -95,7 +94,7 @@ def _mute(sim: SimProcess, rng: random.Random) -> str:
 def _rest_failure(sim: SimProcess, rng: random.Random) -> str:
     kind = rng.choice(["http500", "http429", "retcode10006", "retcode10016"])
     sim.post("/sim/faults/rest_errors", {"kind": kind, "count": rng.randint(1, 6)})
-    sim.post("/sim/faults/drop_connections", {})
+    sim.drop_connections()
     return "rest_failure"
 
 

@@ -9,35 +9,18 @@ what ``recorder-report``'s headline (``findings``) says about the session folder
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bybit_records import Trade
-from grid_db import DatabaseFactory, DatabaseSettings, RunRepository
+from grid_db import DatabaseFactory, RunRepository
 from recorder.session import Recorder
 from recorder_tools.report import build_report
 from recorder_tools.report.findings import NO_HOLES, findings
 from recorder_tools.report.model import Hole, Report, SessionFacts
-from testkit import wait_until
-
-
-@pytest.fixture
-def sqlite_db(tmp_path: Path) -> Iterator[DatabaseFactory]:
-    """The session folder's own database, as the CLI makes it (the report reads the folder)."""
-    factory = DatabaseFactory(DatabaseSettings(url=f"sqlite:///{tmp_path}/recorder.db"))
-    yield factory
-    factory.dispose()
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port  # nothing listens on it once the socket is closed
+from testkit import unused_port, wait_until
 
 
 def run_row(recorder: Recorder) -> tuple[str, str | None]:
@@ -64,7 +47,7 @@ async def test_a_clean_session_is_completed_with_no_note(
 async def test_a_session_that_never_connected_ends_error(
     make_config: Any, tmp_path: Path, sqlite_db: DatabaseFactory
 ) -> None:
-    port = closed_port()
+    port = unused_port()
     config = make_config(
         f"network.public_ws_url='ws://127.0.0.1:{port}/v5/public/{{category}}'",
         f"network.rest_url=http://127.0.0.1:{port}",
@@ -103,14 +86,9 @@ async def test_a_refused_topic_ends_the_run_error(
 
 
 async def test_private_auth_that_never_succeeds_ends_the_run_error(
-    make_config: Any,
-    tmp_path: Path,
-    sqlite_db: DatabaseFactory,
-    monkeypatch: pytest.MonkeyPatch,
+    account_config: Any, tmp_path: Path, sqlite_db: DatabaseFactory
 ) -> None:
-    monkeypatch.setenv("BYBIT_API_KEY", "sim-key")
-    monkeypatch.setenv("BYBIT_API_SECRET", "not-the-sim-secret")
-    recorder = Recorder(make_config("account=env"), sqlite_db, tmp_path)
+    recorder = Recorder(account_config("not-the-sim-secret"), sqlite_db, tmp_path)
     await recorder.start()
     private = recorder.pipeline.private
     assert private is not None
@@ -134,14 +112,9 @@ async def test_private_auth_that_never_succeeds_ends_the_run_error(
 
 
 async def test_private_auth_that_succeeds_is_completed(
-    make_config: Any,
-    tmp_path: Path,
-    sqlite_db: DatabaseFactory,
-    monkeypatch: pytest.MonkeyPatch,
+    account_config: Any, tmp_path: Path, sqlite_db: DatabaseFactory
 ) -> None:
-    monkeypatch.setenv("BYBIT_API_KEY", "sim-key")
-    monkeypatch.setenv("BYBIT_API_SECRET", "sim-secret")
-    recorder = Recorder(make_config("account=env"), sqlite_db, tmp_path)
+    recorder = Recorder(account_config("sim-secret"), sqlite_db, tmp_path)
     await recorder.start()
     private = recorder.pipeline.private
     assert private is not None

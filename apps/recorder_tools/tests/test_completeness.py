@@ -17,9 +17,7 @@ from sqlalchemy import create_engine, delete, func, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bybit_sim import BybitSimulator
-from grid_db import Base, DatabaseFactory, DatabaseSettings
-from recorder.config import compose_config
-from recorder.session import Recorder
+from grid_db import Base
 from recorder_tools.check import (
     CompletenessError,
     TruthTrade,
@@ -29,14 +27,11 @@ from recorder_tools.check import (
     symbols_in_db,
 )
 from recorder_tools.schema import GAPS, PUBLIC_TRADES, RUNS
-from testkit import db_count, wait_until
 
 T0 = 1_700_000_000_000
 RUN_A = "00000000-0000-4000-8000-00000000000a"
 RUN_B = "00000000-0000-4000-8000-00000000000b"
 CHECK = Path(sys.executable).with_name("recorder-check")
-STORED_TRADES = "SELECT count(*) FROM public_trades"
-TRADE_GAP_SYMBOLS = "SELECT count(DISTINCT symbol) FROM gaps WHERE stream = 'publicTrade'"
 
 
 # ---- helpers --------------------------------------------------------------------------
@@ -657,43 +652,9 @@ def test_cli_usage_errors_exit_2_with_one_line(
 
 
 async def test_a_recorded_session_is_complete_against_the_simulator(
-    sim: BybitSimulator, tmp_path: Path
+    sim: BybitSimulator, tmp_path: Path, record_with_an_outage: Any
 ) -> None:
-    config = compose_config(
-        [
-            "symbols=btc_eth",
-            f"network.rest_url={sim.rest_url}",
-            f"network.public_ws_url='{sim.public_ws_url}'",
-            f"network.private_ws_url={sim.private_ws_url}",
-            f"database_url=sqlite:///{tmp_path / 'recorder.db'}",
-            "flush_interval=0.2",
-            "connection.ping_interval_seconds=0.3",
-            "connection.pong_timeout_seconds=0.5",
-            "connection.stall_timeout_seconds=2",
-            "connection.reconnect_initial_delay_seconds=0.05",
-            "connection.reconnect_max_delay_seconds=0.3",
-        ],
-        output_dir=tmp_path,
-    )
-    db_file = tmp_path / "recorder.db"
-    database = DatabaseFactory(DatabaseSettings(url=f"sqlite:///{db_file}"))
-    try:
-        recorder = Recorder(config, database, tmp_path)
-        await recorder.start()
-        try:
-            # Waits on what is stored, not on the recorder's internals.
-            await wait_until(lambda: db_count(db_file, STORED_TRADES) > 40, timeout=15)
-            # An outage in the middle: the trades printed meanwhile come back over REST.
-            sim.faults.refuse_connections(0.5)
-            sim.faults.drop_connections()
-            # a gap row is written once REST has refilled (or given up on) the symbol's outage
-            await wait_until(lambda: db_count(db_file, TRADE_GAP_SYMBOLS) == 2, timeout=20)
-            stored = db_count(db_file, STORED_TRADES)
-            await wait_until(lambda: db_count(db_file, STORED_TRADES) > stored + 20, timeout=15)
-        finally:
-            await recorder.stop()
-    finally:
-        database.dispose()  # the checker opens the file on its own, read-only
+    await record_with_an_outage(sim, tmp_path)
     symbols = ["BTCUSDT", "ETHUSDT"]
     truth_trades = await asyncio.to_thread(load_truth, sim.rest_url, symbols=symbols)
     assert {t.symbol for t in truth_trades} == set(symbols)
@@ -703,7 +664,8 @@ async def test_a_recorded_session_is_complete_against_the_simulator(
     for symbol_report in report.symbols:
         assert symbol_report.window.source == "trades"
         assert symbol_report.present == symbol_report.expected > 0
-    with database.engine.connect() as conn:
+    database = create_engine(f"sqlite:///{tmp_path / 'recorder.db'}")
+    with database.connect() as conn:
         gaps = conn.execute(select(GAPS).where(GAPS.c.stream == "publicTrade")).all()
         rest_rows = conn.scalar(
             select(func.count()).select_from(PUBLIC_TRADES).where(PUBLIC_TRADES.c.source == "rest")
@@ -719,7 +681,7 @@ async def test_a_recorded_session_is_complete_against_the_simulator(
     # Negative control: one trade lost from the middle is caught.
     eth = sorted((t for t in truth_trades if t.symbol == "ETHUSDT"), key=lambda t: t.time_ms)
     victim = eth[len(eth) // 2]
-    with database.engine.begin() as conn:
+    with database.begin() as conn:
         conn.execute(
             delete(PUBLIC_TRADES).where(
                 PUBLIC_TRADES.c.symbol == "ETHUSDT", PUBLIC_TRADES.c.trade_id == victim.trade_id

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from recorder_tools.database import (
     open_read_only,
     postgres_connect_args,
 )
+from testkit import unused_port
 
 SECRET = "s3cret-pw"
 TOOLS = [Path(sys.executable).with_name(name) for name in ("recorder-report", "recorder-export")]
@@ -40,14 +40,6 @@ def recorder_db(folder: Path) -> Path:
     Base.metadata.create_all(engine)
     engine.dispose()
     return path
-
-
-def closed_port() -> int:
-    """A local TCP port nothing listens on (connections are refused at once)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def test_every_database_below_a_tree_is_found_with_its_folder_as_label(tmp_path: Path) -> None:
@@ -176,7 +168,7 @@ def test_unusable_urls_are_refused_without_leaking_the_password(tmp_path: Path) 
 
 
 def test_an_unreachable_server_is_refused_quickly_without_the_password() -> None:
-    target = f"postgresql://reader:{SECRET}@127.0.0.1:{closed_port()}/recorder"
+    target = f"postgresql://reader:{SECRET}@127.0.0.1:{unused_port()}/recorder"
     with pytest.raises(ReadOnlyOpenError, match="is not a readable database") as caught:
         open_read_only(find_session_database(target))
     assert SECRET not in str(caught.value)
@@ -185,7 +177,7 @@ def test_an_unreachable_server_is_refused_quickly_without_the_password() -> None
 
 @pytest.mark.parametrize("tool", TOOLS, ids=lambda p: p.name)
 def test_the_tools_never_print_a_password(tool: Path, tmp_path: Path) -> None:
-    target = f"postgresql://reader:{SECRET}@127.0.0.1:{closed_port()}/recorder"
+    target = f"postgresql://reader:{SECRET}@127.0.0.1:{unused_port()}/recorder"
     extra = ["--out", str(tmp_path / "out")] if tool.name == "recorder-export" else []
     done = subprocess.run(
         [str(tool), target, *extra], capture_output=True, text=True, timeout=60, env=os.environ

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import struct
 import subprocess
@@ -25,7 +24,16 @@ from typing import Any
 import pyarrow.dataset as ds  # type: ignore[import-untyped]
 import pytest
 
-from testkit import FAST_OVERRIDES, SimProcess, db_count, db_rows, script, wait_sync
+from testkit import (
+    FAST_OVERRIDES,
+    SimProcess,
+    db_count,
+    db_rows,
+    finish,
+    script,
+    start_recorder,
+    wait_sync,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -48,24 +56,9 @@ class Tree:
         ]
 
 
-def _recorder(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [script("recorder"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def _finish(proc: subprocess.Popen[str], timeout: float = 40) -> None:
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        raise AssertionError(f"recorder did not exit within {timeout}s:\n{out}") from None
-    assert proc.returncode == 0, out
+def _finish(proc: subprocess.Popen[str]) -> None:
+    done = finish(proc, timeout=40)
+    assert done.returncode == 0, done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +71,9 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Tree:
         root / "day1" / "gap",
         root / "day2" / "after",
     )
-    sim = SimProcess("--trade-rate", "20")
-    try:
+    with SimProcess("--trade-rate", "20") as sim:
         network = sim.network_overrides()
-        multirun = _recorder(
+        multirun = start_recorder(
             "-m",
             "symbols=btc,eth",
             *network,
@@ -89,7 +81,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Tree:
             "duration_seconds=9",
             f"hydra.sweep.dir={root / 'day1' / 'multirun'}",
         )
-        gap = _recorder(
+        gap = start_recorder(
             "symbols=btc_eth",
             *network,
             *FAST_OVERRIDES,
@@ -106,8 +98,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Tree:
             health = t.gap / "health.json"
             wait_sync(health.exists, 10, "health.json during the session")
             assert json.loads(health.read_text())["status"] == "running"
-            sim.post("/sim/faults/refuse_connections", {"seconds": 1})
-            sim.post("/sim/faults/drop_connections", {})
+            sim.drop_connections(refuse_for=1)
             wait_sync(
                 lambda: all(db_count(db, PUBLIC_TRADE_GAPS) > 0 for db in first_three),
                 20,
@@ -116,7 +107,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Tree:
         finally:
             _finish(multirun)
             _finish(gap)
-        after = _recorder(
+        after = start_recorder(
             "symbols=btc",
             *network,
             *FAST_OVERRIDES,
@@ -124,8 +115,6 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Tree:
             f"hydra.run.dir={t.after}",
         )
         _finish(after)
-    finally:
-        sim.stop()
     return t
 
 

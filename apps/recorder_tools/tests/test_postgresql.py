@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import json
 import subprocess
-import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,7 @@ from sqlalchemy import create_engine, delete, inspect, make_url, select, text
 from sqlalchemy.exc import DBAPIError
 
 from bybit_sim import BybitSimulator, SimulatorConfig
-from grid_db import Base, DatabaseFactory, DatabaseSettings
-from recorder.config import compose_config
-from recorder.session import Recorder
+from grid_db import Base
 from recorder_tools.check import TruthTrade, check_completeness, load_truth, symbols_in_db
 from recorder_tools.database import (
     BUSY_TIMEOUT_S,
@@ -36,19 +34,12 @@ from recorder_tools.database import (
 from recorder_tools.export import export
 from recorder_tools.report import build_report
 from recorder_tools.schema import GAPS, PUBLIC_TRADES
-from testkit import db_count, wait_until
+from testkit import script
 
 pytestmark = pytest.mark.postgresql
 
 SECRET = "not-needed-but-secret"
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
-TRADES = "SELECT count(*) FROM public_trades"
-#: written once REST has refilled (or given up on) a symbol's outage
-TRADE_GAPS = "SELECT count(DISTINCT symbol) FROM gaps WHERE stream = 'publicTrade'"
-
-
-def tool(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
 
 
 def run_tool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -66,52 +57,23 @@ class Recorded:
         return self.folder / "recorder.db"
 
 
-async def _record(folder: Path) -> list[TruthTrade]:
+async def _record(
+    folder: Path, record_with_an_outage: Callable[[BybitSimulator, Path], Awaitable[None]]
+) -> list[TruthTrade]:
     """Record from the simulator, with an outage in the middle; the simulator's truth."""
-    db = folder / "recorder.db"
     sim = BybitSimulator(SimulatorConfig(host="127.0.0.1", port=0, trade_rate=40.0, seed=11))
     await sim.start()
     try:
-        config = compose_config(
-            [
-                "symbols=btc_eth",
-                f"network.rest_url={sim.rest_url}",
-                f"network.public_ws_url='{sim.public_ws_url}'",
-                f"network.private_ws_url={sim.private_ws_url}",
-                f"database_url=sqlite:///{folder / 'recorder.db'}",
-                "flush_interval=0.2",
-                "connection.ping_interval_seconds=0.3",
-                "connection.pong_timeout_seconds=0.5",
-                "connection.stall_timeout_seconds=2",
-                "connection.reconnect_initial_delay_seconds=0.05",
-                "connection.reconnect_max_delay_seconds=0.3",
-            ],
-            output_dir=folder,
-        )
-        database = DatabaseFactory(DatabaseSettings(url=f"sqlite:///{folder / 'recorder.db'}"))
-        try:
-            recorder = Recorder(config, database, folder)
-            await recorder.start()
-            try:
-                await wait_until(lambda: db_count(db, TRADES) > 40, timeout=15)
-                sim.faults.refuse_connections(0.5)
-                sim.faults.drop_connections()
-                await wait_until(lambda: db_count(db, TRADE_GAPS) == len(SYMBOLS), timeout=20)
-                stored = db_count(db, TRADES)
-                await wait_until(lambda: db_count(db, TRADES) > stored + 20, timeout=15)
-            finally:
-                await recorder.stop()
-        finally:
-            database.dispose()
+        await record_with_an_outage(sim, folder)
         return await asyncio.to_thread(load_truth, sim.rest_url, symbols=SYMBOLS)
     finally:
         await sim.stop()
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
+def recorded(tmp_path_factory: pytest.TempPathFactory, record_with_an_outage: Any) -> Recorded:
     folder = tmp_path_factory.mktemp("session")
-    truth = asyncio.run(_record(folder))
+    truth = asyncio.run(_record(folder, record_with_an_outage))
     truth_file = folder.parent / "truth.jsonl"
     truth_file.write_text("".join(json.dumps(dataclasses.asdict(t)) + "\n" for t in truth))
     return Recorded(folder, truth_file, truth)
@@ -176,7 +138,7 @@ def test_postgresql_connections_are_read_only_and_bounded(pg_target: str) -> Non
 def test_report_on_postgresql_says_what_it_says_on_sqlite(
     pg_target: str, recorded: Recorded
 ) -> None:
-    done = run_tool(tool("recorder-report"), pg_target, "--json")
+    done = run_tool(script("recorder-report"), pg_target, "--json")
     assert done.returncode == 0, done.stderr
     assert SECRET not in done.stdout + done.stderr
     on_pg = json.loads(done.stdout)
@@ -197,7 +159,7 @@ def test_report_on_postgresql_says_what_it_says_on_sqlite(
         on_sqlite["sessions"], "folder", "database"
     )
     assert on_pg["live"] == []  # a server database has no session folder, so no health.json
-    tables = run_tool(tool("recorder-report"), pg_target)
+    tables = run_tool(script("recorder-report"), pg_target)
     assert tables.returncode == 0, tables.stderr
     assert "Trades and tickers per instrument" in tables.stdout
     assert SECRET not in tables.stdout
@@ -206,7 +168,7 @@ def test_report_on_postgresql_says_what_it_says_on_sqlite(
 def test_export_of_postgresql_holds_the_same_rows_as_of_sqlite(
     pg_target: str, recorded: Recorded, tmp_path: Path
 ) -> None:
-    done = run_tool(tool("recorder-export"), pg_target, "--out", str(tmp_path / "pg"))
+    done = run_tool(script("recorder-export"), pg_target, "--out", str(tmp_path / "pg"))
     assert done.returncode == 0, done.stderr
     assert SECRET not in done.stdout + done.stderr
     from_sqlite = export(recorded.folder, tmp_path / "sqlite")
@@ -236,7 +198,7 @@ def test_check_of_postgresql_agrees_with_sqlite_and_catches_a_lost_trade(
     pg_target: str, recorded: Recorded, postgres_url: str
 ) -> None:
     done = run_tool(
-        tool("recorder-check"), pg_target, "--truth", str(recorded.truth_file), "--json"
+        script("recorder-check"), pg_target, "--truth", str(recorded.truth_file), "--json"
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert SECRET not in done.stdout + done.stderr
@@ -262,6 +224,6 @@ def test_check_of_postgresql_agrees_with_sqlite_and_catches_a_lost_trade(
         (victim.trade_id, victim.time_ms)
     ]
     assert SECRET not in report.database
-    failed = run_tool(tool("recorder-check"), pg_target, "--truth", str(recorded.truth_file))
+    failed = run_tool(script("recorder-check"), pg_target, "--truth", str(recorded.truth_file))
     assert failed.returncode == 1
     assert f"trade_id={victim.trade_id}" in failed.stdout

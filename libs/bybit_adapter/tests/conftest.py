@@ -1,4 +1,5 @@
-"""What the adapter's tests share: fast timings, a recording sink, a timed session.
+"""What the adapter's tests share: fast timings, captured frames, a recording sink, a
+timed session.
 
 Test modules import these with ``from .conftest import ...`` (pytest's importlib mode
 keeps the tests directory off ``sys.path``). The simulator comes from the root
@@ -10,16 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from bybit_adapter import Outage, RestSettings, WebSocketSettings
-from bybit_records import Record, RejectedFrame, Ticker, Trade
+from bybit_records import Category, Record, RejectedFrame, Ticker, Trade
 
 #: Every bound scaled down so that a fault is found and healed within a second or two:
 #: silence (1.0) < stall (2.0); open and ack bounds (1.0) shorter than the faults.
@@ -40,6 +43,37 @@ FAST_PRIVATE = dataclasses.replace(FAST, silence_timeout=None, stall_timeout=Non
 FAST_REST = RestSettings(timeout=1.0, max_retries=3, retry_initial=0.05, retry_max=0.2, ban_pause=5)
 #: A receive time for decoder tests (its milliseconds land in ``received_ts_ms``).
 RECEIVED_NS = 1_700_000_000_123_456_789
+
+#: Real mainnet frames, one JSON frame a line (fixtures/captured/README.md).
+CAPTURED = Path(__file__).parent / "fixtures" / "captured"
+#: The inverse contracts of the linear/inverse capture; its other symbols are linear.
+INVERSE_SYMBOLS = {"BTCUSD", "BTCUSDU23", "XRPUSD"}
+
+
+def captured(name: str) -> list[dict[str, Any]]:
+    """The frames of the capture ``name``, in file order."""
+    lines = (CAPTURED / name).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def captured_category(name: str, frame: dict[str, Any]) -> Category:
+    """The category of a frame of the capture ``name``: the file's, or (linear/inverse
+    capture) its symbol's."""
+    if "_option_" in name:
+        return Category.OPTION
+    if "_spot_" in name:
+        return Category.SPOT
+    symbol = frame["topic"].rsplit(".", 1)[-1]
+    return Category.INVERSE if symbol in INVERSE_SYMBOLS else Category.LINEAR
+
+
+def all_captured() -> list[tuple[Category, dict[str, Any]]]:
+    """Every captured frame with its category, file by file in name order."""
+    return [
+        (captured_category(path.name, frame), frame)
+        for path in sorted(CAPTURED.glob("*.jsonl"))
+        for frame in captured(path.name)
+    ]
 
 
 class RecordingSink:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,26 +32,12 @@ from bybit_records import (
     Wallet,
 )
 
-from .conftest import FAST, RECEIVED_NS, RecordingSink
+from .conftest import FAST, RECEIVED_NS, RecordingSink, all_captured, captured
 
-CAPTURED = Path(__file__).parent / "fixtures" / "captured"
 RECEIVED_MS = RECEIVED_NS // 1_000_000
-
-
-def frames(name: str) -> list[dict[str, Any]]:
-    lines = (CAPTURED / name).read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
-
-
-LINEAR_INVERSE = frames("tardis-node_v5_linear_inverse_2023-04.jsonl")
-OPTION = frames("tardis-node_v5_option_2023-04.jsonl")
-SPOT = frames("tardis-node_v5_spot_2023-04.jsonl")
-INVERSE_SYMBOLS = {"BTCUSD", "BTCUSDU23", "XRPUSD"}
-
-
-def category_of(frame: dict[str, Any]) -> Category:
-    symbol = frame["topic"].rsplit(".", 1)[-1]
-    return Category.INVERSE if symbol in INVERSE_SYMBOLS else Category.LINEAR
+LINEAR_INVERSE = captured("tardis-node_v5_linear_inverse_2023-04.jsonl")
+OPTION = captured("tardis-node_v5_option_2023-04.jsonl")
+SPOT = captured("tardis-node_v5_spot_2023-04.jsonl")
 
 
 def by_topic(items: list[dict[str, Any]], topic: str) -> list[dict[str, Any]]:
@@ -237,14 +222,9 @@ def sink_of(stream: PublicStream) -> RecordingSink:
 
 
 def test_every_captured_frame_is_recorded_or_rejected_with_a_reason(feed: Any) -> None:
-    routed = {
-        Category.LINEAR: [],
-        Category.INVERSE: [],
-        Category.OPTION: OPTION,
-        Category.SPOT: SPOT,
-    }
-    for frame in LINEAR_INVERSE:
-        routed[category_of(frame)].append(frame)
+    routed: dict[Category, list[dict[str, Any]]] = {c: [] for c in Category}
+    for category, frame in all_captured():
+        routed[category].append(frame)
     records = rejections = 0
     for category, items in routed.items():
         stream = feed(category, items)

@@ -22,7 +22,6 @@ import copy
 import json
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -54,10 +53,8 @@ from bybit_records import (
     Wallet,
 )
 
-from .conftest import FAST, FAST_PRIVATE, RECEIVED_NS, RecordingSink
+from .conftest import FAST, FAST_PRIVATE, RECEIVED_NS, RecordingSink, all_captured
 
-CAPTURED = Path(__file__).parent / "fixtures" / "captured"
-INVERSE_SYMBOLS = {"BTCUSD", "BTCUSDU23", "XRPUSD"}
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: What a price or size must look like, matched against the whole string.
 DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
@@ -71,25 +68,7 @@ FUZZ = settings(
 FUZZ_STREAM = settings(FUZZ, max_examples=150)
 
 
-def _captured() -> list[tuple[Category, dict[str, Any]]]:
-    seeds: list[tuple[Category, dict[str, Any]]] = []
-    for path in sorted(CAPTURED.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            frame = json.loads(line)
-            if "_option_" in path.name:
-                category = Category.OPTION
-            elif "_spot_" in path.name:
-                category = Category.SPOT
-            else:
-                symbol = frame["topic"].rsplit(".", 1)[-1]
-                category = Category.INVERSE if symbol in INVERSE_SYMBOLS else Category.LINEAR
-            seeds.append((category, frame))
-    return seeds
-
-
-PUBLIC_SEEDS = _captured()
+PUBLIC_SEEDS = all_captured()
 #: Trade and ticker frames (the ones the decoders accept) weigh three times as much
 #: as order books and liquidations, which are rejected on their topic.
 WEIGHTED_PUBLIC_SEEDS = [

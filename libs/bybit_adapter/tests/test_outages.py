@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from bybit_adapter import Outage, OutageTracker, SymbolWindow
 from bybit_adapter.outages import IN_FLIGHT_MARGIN_MS
-from bybit_records import Category, OutageCause, Trade
+from bybit_records import Category, OutageCause
+from testkit import make_trade
 
 from .conftest import RECEIVED_NS
 
@@ -44,27 +45,16 @@ def tracker(clocks: Clocks, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")) -
     )
 
 
-def trade(symbol: str, at_ms: int) -> Trade:
-    return Trade(
-        category=Category.LINEAR,
-        symbol=symbol,
-        trade_id=f"{symbol}-{at_ms}",
+def trade_frame(t: OutageTracker, clocks: Clocks, symbol: str, at_ms: int) -> Outage | None:
+    """What the stream does with one trade frame of one trade."""
+    trade = make_trade(
+        symbol,
+        f"{symbol}-{at_ms}",
         trade_time_ms=at_ms,
-        side="Buy",
-        price="1",
-        size="1",
-        tick_direction=None,
-        is_block_trade=False,
-        is_rpi=None,
-        seq=None,
         exchange_ts_ms=at_ms + 2,
         received_ts_ms=at_ms + 5,
     )
-
-
-def trade_frame(t: OutageTracker, clocks: Clocks, symbol: str, at_ms: int) -> Outage | None:
-    """What the stream does with one trade frame of one trade."""
-    return t.data(symbol, at_ms + 2, clocks.wall_ns(), [trade(symbol, at_ms)])
+    return t.data(symbol, at_ms + 2, clocks.wall_ns(), [trade])
 
 
 def ticker_frame(t: OutageTracker, clocks: Clocks, symbol: str, ts_ms: int) -> Outage | None:

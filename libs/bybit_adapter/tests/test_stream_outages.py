@@ -55,30 +55,42 @@ def split_at_gap(trades: list[Trade]) -> tuple[list[Trade], list[Trade]]:
     return ordered[:cut], ordered[cut:]
 
 
-def check_window(sim: Any, sink: RecordingSink, outage: Outage, symbol: str) -> None:
-    """The window of ``symbol`` starts at its last trade received before the outage, and
-    holds every trade the simulator printed that the stream did not receive."""
-    received = sink.trades(symbol)
-    before, after = split_at_gap(received)
-    assert after, f"no {symbol} trade after the outage"
-    assert after[0].received_ts_ms - before[-1].received_ts_ms >= 900, "no gap in reception"
-    window = outage.symbols[symbol]
-    assert window.start_ms == max(t.trade_time_ms for t in before)
-    if window.first_after_ms is not None:
-        assert window.first_after_ms == min(t.trade_time_ms for t in after)
-    end_ms = window.first_after_ms if window.first_after_ms is not None else outage.end_ms
-    ids = {t.trade_id for t in received}
-    first, last = min(t.trade_time_ms for t in received), max(t.trade_time_ms for t in received)
-    truth = sim.ground_truth.trades("linear", symbol)
-    lost = [t for t in truth if t.trade_id not in ids and first <= t.time_ms <= last]
-    assert lost, f"the simulator printed no {symbol} trade during the outage"
-    outside = [t for t in lost if not window.start_ms <= t.time_ms <= end_ms]
-    assert outside == [], (window, end_ms)
+def check_windows(
+    sim: Any, sink: RecordingSink, outage: Outage, symbols: Sequence[str] = SYMBOLS
+) -> None:
+    """The window of each of ``symbols`` starts at its last trade received before the
+    outage, and holds every trade the simulator printed that the stream did not receive."""
+    for symbol in symbols:
+        received = sink.trades(symbol)
+        before, after = split_at_gap(received)
+        assert after, f"no {symbol} trade after the outage"
+        assert after[0].received_ts_ms - before[-1].received_ts_ms >= 900, "no gap in reception"
+        window = outage.symbols[symbol]
+        assert window.start_ms == max(t.trade_time_ms for t in before)
+        if window.first_after_ms is not None:
+            assert window.first_after_ms == min(t.trade_time_ms for t in after)
+        end_ms = window.first_after_ms if window.first_after_ms is not None else outage.end_ms
+        ids = {t.trade_id for t in received}
+        first = min(t.trade_time_ms for t in received)
+        last = max(t.trade_time_ms for t in received)
+        truth = sim.ground_truth.trades("linear", symbol)
+        lost = [t for t in truth if t.trade_id not in ids and first <= t.time_ms <= last]
+        assert lost, f"the simulator printed no {symbol} trade during the outage"
+        outside = [t for t in lost if not window.start_ms <= t.time_ms <= end_ms]
+        assert outside == [], (window, end_ms)
 
 
 def one_outage(sink: RecordingSink) -> Outage:
     assert len(sink.outages) == 1, [(o.cause, o.symbols) for o in sink.outages]
     return sink.outages[0]
+
+
+async def healed(sink: RecordingSink, after_ms: int, timeout: float = 10) -> Outage:
+    """Until an outage is reported and every symbol has a trade received after
+    ``after_ms``; then the one outage reported."""
+    await wait_until(lambda: len(sink.outages) >= 1, timeout=timeout)
+    await flowing(sink, after_ms)
+    return one_outage(sink)
 
 
 async def test_a_pause_is_one_outage_and_data_resumes_on_the_same_socket(
@@ -91,9 +103,7 @@ async def test_a_pause_is_one_outage_and_data_resumes_on_the_same_socket(
     seconds = (FAST.silence_timeout + FAST.stall_timeout) / 2
     assert sim.faults.pause(seconds, pongs=True) == 1
     paused_ms = now_ms()
-    await wait_until(lambda: len(sink.outages) >= 1, timeout=10)
-    await flowing(sink, paused_ms + 900)  # (any second outage would be in by then)
-    outage = one_outage(sink)
+    outage = await healed(sink, paused_ms + 900)  # (any second outage would be in by then)
     assert outage.cause is OutageCause.PAUSE
     assert (outage.stream, outage.category) == ("public.linear", Category.LINEAR)
     assert outage.reconnect_attempts == 0
@@ -104,8 +114,7 @@ async def test_a_pause_is_one_outage_and_data_resumes_on_the_same_socket(
     assert set(outage.symbols) == set(SYMBOLS)
     assert outage.detection_seconds >= FAST.silence_timeout * 0.9
     assert outage.duration_seconds >= seconds * 0.9
-    for symbol in SYMBOLS:
-        check_window(sim, sink, outage, symbol)
+    check_windows(sim, sink, outage)
 
 
 async def test_a_pause_longer_than_the_stall_timeout_replaces_the_connection(
@@ -114,17 +123,14 @@ async def test_a_pause_longer_than_the_stall_timeout_replaces_the_connection(
     assert FAST.stall_timeout is not None
     sim.faults.pause(FAST.stall_timeout + 1.5, pongs=True)
     paused_ms = now_ms()
-    await wait_until(lambda: len(sink.outages) >= 1, timeout=10)
-    await flowing(sink, paused_ms + 900)
-    outage = one_outage(sink)
+    outage = await healed(sink, paused_ms + 900)
     assert outage.cause is OutageCause.STALL
     assert stream.stats.losses == {"stall": 1}
     assert stream.reconnects == 1
     assert outage.reconnect_attempts == 1
     assert sim.stats.ws_connections_accepted == 2
     assert outage.duration_seconds >= FAST.stall_timeout * 0.9
-    for symbol in SYMBOLS:
-        check_window(sim, sink, outage, symbol)
+    check_windows(sim, sink, outage)
 
 
 async def test_a_black_holed_upgrade_is_cut_at_the_open_timeout(
@@ -165,8 +171,7 @@ async def test_a_black_holed_upgrade_is_cut_at_the_open_timeout(
         assert FAST.open_timeout - 0.05 <= handshake.seconds <= FAST.open_timeout + 0.5
     assert retries[-1].outcome == "open"
     assert sim.stats.ws_upgrades_black_holed >= len(cut)
-    for symbol in SYMBOLS:
-        check_window(sim, sink, outage, symbol)
+    check_windows(sim, sink, outage)
 
 
 async def test_a_subscribe_without_an_ack_ends_the_connection(
@@ -178,9 +183,7 @@ async def test_a_subscribe_without_an_ack_ends_the_connection(
     sim.faults.slow_ack(FAST.ack_timeout + 1.0, count=1)
     sim.faults.drop_connections()
     dropped_ms = now_ms()
-    await wait_until(lambda: len(sink.outages) >= 1, timeout=15)
-    await flowing(sink, dropped_ms + 100)
-    outage = one_outage(sink)
+    outage = await healed(sink, dropped_ms + 100, timeout=15)
     assert stream.stats.losses == {"disconnect": 1, "ack_timeout": 1}
     assert outage.cause is OutageCause.DISCONNECT  # how the outage began
     assert outage.reconnect_attempts == 2
@@ -190,8 +193,7 @@ async def test_a_subscribe_without_an_ack_ends_the_connection(
     # the delayed request is recorded only when processed: never, its socket was closed
     assert [set(r) for r in sim.stats.subscribe_requests] == [topics] * 2
     await wait_until(lambda: stream.confirmed_topics == topics)
-    for symbol in SYMBOLS:
-        check_window(sim, sink, outage, symbol)
+    check_windows(sim, sink, outage)
 
 
 async def test_one_silent_symbol_is_a_silence_of_that_symbol_only(
@@ -200,15 +202,13 @@ async def test_one_silent_symbol_is_a_silence_of_that_symbol_only(
     assert FAST.silence_timeout is not None
     assert sim.faults.mute("ETHUSDT", FAST.silence_timeout + 1.0, category="linear") == 1
     muted_ms = now_ms()
-    await wait_until(lambda: len(sink.outages) >= 1, timeout=10)
-    await flowing(sink, muted_ms + 900)
-    outage = one_outage(sink)
+    outage = await healed(sink, muted_ms + 900)
     assert outage.cause is OutageCause.SILENCE
     assert set(outage.symbols) == {"ETHUSDT"}
     assert outage.reconnect_attempts == 0
     assert stream.reconnects == 0
     assert stream.stats.losses == {}
-    check_window(sim, sink, outage, "ETHUSDT")
+    check_windows(sim, sink, outage, ["ETHUSDT"])
     # BTCUSDT kept flowing all along
     btc = sorted(t.received_ts_ms for t in sink.trades("BTCUSDT"))
     assert max(b - a for a, b in itertools.pairwise(btc)) < FAST.silence_timeout * 1000

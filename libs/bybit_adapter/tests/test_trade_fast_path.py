@@ -10,7 +10,6 @@ import copy
 import json
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,36 +20,10 @@ from hypothesis import strategies as st
 from bybit_adapter import FrameRejected, PublicStream, TickerDecoder, TradeDecoder
 from bybit_records import Category, Ticker, Trade
 
-from .conftest import FAST, RECEIVED_NS, RecordingSink
+from .conftest import FAST, RECEIVED_NS, RecordingSink, all_captured
 
-CAPTURED = Path(__file__).parent / "fixtures" / "captured"
 DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
-
-
-def _trade_frames() -> list[tuple[Category, dict[str, Any]]]:
-    out = []
-    for path in sorted(CAPTURED.glob("*.jsonl")):
-        category = (
-            Category.OPTION
-            if "_option_" in path.name
-            else Category.SPOT
-            if "_spot_" in path.name
-            else None
-        )
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            frame = json.loads(line)
-            if not frame["topic"].startswith("publicTrade."):
-                continue
-            symbol = frame["topic"].rsplit(".", 1)[-1]
-            inverse = symbol.endswith(("USD", "USDU23"))
-            cat = category or (Category.INVERSE if inverse else Category.LINEAR)
-            out.append((cat, frame))
-    return out
-
-
-TRADE_FRAMES = _trade_frames()
+TRADE_FRAMES = [(c, f) for c, f in all_captured() if f["topic"].startswith("publicTrade.")]
 
 
 def generic(category: Category, raw: str | bytes) -> list[Trade] | str:

@@ -64,6 +64,19 @@ async def stop_and_check(sim: Any, db: DatabaseFactory, p: RecordingPipeline) ->
         assert not problems, problems[:5]
 
 
+async def streaming(start: Start, trades: int = 20) -> RecordingPipeline:
+    """A started pipeline, once it has received more than ``trades`` public trades."""
+    p = await start()
+    await wait_until(lambda: trades_received(p) > trades)
+    return p
+
+
+def disconnect(sim: Any, seconds: float) -> None:
+    """Drop every connection, and refuse new ones for ``seconds``."""
+    sim.faults.refuse_connections(seconds)
+    sim.faults.drop_connections()
+
+
 def printed_between(sim: Any, symbol: str, start_ms: int, end_ms: int) -> set[str]:
     return {
         t.trade_id
@@ -78,10 +91,8 @@ def printed_between(sim: Any, symbol: str, start_ms: int, end_ms: int) -> set[st
 async def test_trades_printed_while_disconnected_are_refilled_exactly_once(
     sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
-    p = await start()
-    await wait_until(lambda: trades_received(p) > 20)
-    sim.faults.refuse_connections(1.5)
-    sim.faults.drop_connections()
+    p = await streaming(start)
+    disconnect(sim, 1.5)
     await outages_recorded(p)
     gaps = gap_rows(db)
     await stop_and_check(sim, db, p)
@@ -99,11 +110,9 @@ async def test_trades_printed_while_disconnected_are_refilled_exactly_once(
 async def test_an_outage_longer_than_the_rest_window_leaves_a_partial_gap(
     sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
-    p = await start()
-    await wait_until(lambda: trades_received(p) > 20)
+    p = await streaming(start)
     sim.faults.recent_trade_limit(3)
-    sim.faults.refuse_connections(2.0)
-    sim.faults.drop_connections()
+    disconnect(sim, 2.0)
     await outages_recorded(p)
     gaps = gap_rows(db)
     await stop_and_check(sim, db, p)  # every missing trade is inside a partial gap
@@ -117,8 +126,7 @@ async def test_an_outage_longer_than_the_rest_window_leaves_a_partial_gap(
 async def test_a_rest_failure_records_an_unfillable_gap(
     sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
-    p = await start()
-    await wait_until(lambda: trades_received(p) > 5)
+    p = await streaming(start, trades=5)
     sim.faults.rest_errors("http500", 100)
     sim.faults.drop_connections()
     await outages_recorded(p)
@@ -136,8 +144,7 @@ async def test_a_pause_that_heals_itself_is_a_gap_and_is_refilled(
 ) -> None:
     # Bybit stops pushing but answers pings, then resumes on the same socket: only the
     # data can tell. The resumed frames' stamps show the stretch the server sent nothing.
-    p = await start()
-    await wait_until(lambda: trades_received(p) > 20)
+    p = await streaming(start)
     assert p.public is not None
     sim.faults.pause(1.5, pongs=True)
     await outages_recorded(p)
@@ -158,8 +165,7 @@ async def test_a_pause_that_heals_itself_is_a_gap_and_is_refilled(
 async def test_a_pause_longer_than_the_stall_timeout_replaces_the_connection(
     sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
-    p = await start()
-    await wait_until(lambda: trades_received(p) > 20)
+    p = await streaming(start)
     assert p.public is not None
     sim.faults.pause(6.0, pongs=True)
     await outages_recorded(p)
@@ -171,8 +177,7 @@ async def test_a_pause_longer_than_the_stall_timeout_replaces_the_connection(
 async def test_one_silent_symbol_is_a_gap_of_that_symbol_only(
     sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
-    p = await start()
-    await wait_until(lambda: trades_received(p) > 20)
+    p = await streaming(start)
     assert p.public is not None
     sim.faults.mute("ETHUSDT", 3.0)
     await outages_recorded(p)
@@ -186,8 +191,7 @@ async def test_one_silent_symbol_is_a_gap_of_that_symbol_only(
 async def test_a_black_holed_reconnect_is_bounded_and_the_hole_refilled(
     sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
-    p = await start()
-    await wait_until(lambda: trades_received(p) > 20)
+    p = await streaming(start)
     assert p.public is not None
     sim.faults.black_hole(2.5)
     sim.faults.drop_connections()
@@ -204,8 +208,7 @@ async def test_a_black_holed_reconnect_is_bounded_and_the_hole_refilled(
 async def test_an_unanswered_subscribe_ends_the_connection_and_is_a_gap(
     sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
-    p = await start()
-    await wait_until(lambda: trades_received(p) > 20)
+    p = await streaming(start)
     assert p.public is not None
     sim.faults.slow_ack(3.0, count=1)
     sim.faults.drop_connections()
@@ -218,10 +221,8 @@ async def test_an_unanswered_subscribe_ends_the_connection_and_is_a_gap(
 async def test_an_outage_still_open_at_stop_is_recorded(
     sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
-    p = await start()
-    await wait_until(lambda: trades_received(p) > 20)
-    sim.faults.refuse_connections(30)
-    sim.faults.drop_connections()
+    p = await streaming(start)
+    disconnect(sim, 30)
     assert p.public is not None
     await wait_until(lambda: p.public is not None and p.public.tracker.is_open)
     await stop_and_check(sim, db, p)
@@ -234,8 +235,7 @@ async def test_an_outage_still_open_at_stop_is_recorded(
 async def test_malformed_frames_are_kept_in_rejected_frames(
     sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
-    p = await start()
-    await wait_until(lambda: trades_received(p) > 5)
+    p = await streaming(start, trades=5)
     sim.faults.malformed_frames(4)
     assert p.public is not None
     await wait_until(lambda: p.public is not None and p.public.stats.rejected_frames >= 4)
@@ -259,8 +259,7 @@ async def test_a_private_outage_recovers_every_execution(
     assert p.private is not None
     await wait_until(lambda: p.private is not None and p.private.stats.data_frames > 0, timeout=20)
     count = len(sim.ground_truth.executions())
-    sim.faults.refuse_connections(2.0)
-    sim.faults.drop_connections()
+    disconnect(sim, 2.0)
     await wait_until(lambda: len(sim.ground_truth.executions()) > count, timeout=20)
     await outages_recorded(p, count=2)  # the public stream's outage and the private one
     await p.stop()

@@ -34,7 +34,6 @@ from bybit_records import (
 )
 from grid_db import (
     DatabaseFactory,
-    DatabaseSettings,
     RecordTable,
     ReferenceDataRepository,
     RowContext,
@@ -42,6 +41,7 @@ from grid_db import (
     table_of,
     write_records,
 )
+from testkit import prepared_database
 
 USER_ID = "00000000-0000-4000-8000-000000000001"
 ACCOUNT_ID = "00000000-0000-4000-8000-000000000002"
@@ -67,19 +67,15 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def factory(db_path: Path) -> Iterator[DatabaseFactory]:
     """A prepared SQLite file (tests of what only SQLite has)."""
-    database = DatabaseFactory(DatabaseSettings(url=f"sqlite:///{db_path}"))
-    database.create_tables()
-    yield database
-    database.dispose()
+    with prepared_database(f"sqlite:///{db_path}") as database:
+        yield database
 
 
 @pytest.fixture
 def database(database_url: str) -> Iterator[DatabaseFactory]:
     """A prepared database, once on SQLite and once on PostgreSQL."""
-    database = DatabaseFactory(DatabaseSettings(url=database_url))
-    database.create_tables()
-    yield database
-    database.dispose()
+    with prepared_database(database_url) as prepared:
+        yield prepared
 
 
 @pytest.fixture
@@ -119,27 +115,19 @@ class DbHelpers:
 
     @staticmethod
     def count(engine: Engine, table: RecordTable[Any], *where: Any) -> int:
-        statement = select(func.count()).select_from(table.table)
-        if where:
-            statement = statement.where(*where)
+        statement = select(func.count()).select_from(table.table).where(*where)
         with engine.connect() as connection:
             return int(connection.execute(statement).scalar_one())
 
     @staticmethod
     def stored(engine: Engine, table: RecordTable[Any], *where: Any) -> list[Any]:
         """The records of ``table`` in insertion order."""
-        statement = select(table.table).order_by(table.table.c.id)
-        if where:
-            statement = statement.where(*where)
-        with engine.connect() as connection:
-            return [table.record_of(row) for row in connection.execute(statement)]
+        return [table.record_of(row) for row in DbHelpers.rows(engine, table, *where)]
 
     @staticmethod
     def rows(engine: Engine, table: RecordTable[Any], *where: Any) -> list[Any]:
         """The raw rows of ``table`` (every column, context ones included), insertion order."""
-        statement = select(table.table).order_by(table.table.c.id)
-        if where:
-            statement = statement.where(*where)
+        statement = select(table.table).where(*where).order_by(table.table.c.id)
         with engine.connect() as connection:
             return list(connection.execute(statement).all())
 
@@ -330,6 +318,24 @@ class RecordBuilder:
         )
 
     @staticmethod
+    def unfillable_gap() -> Gap:
+        """An unfillable gap of a private stream: no category or symbol, never resolved."""
+        return Gap(
+            stream=Topic.EXECUTION,
+            category=None,
+            symbol=None,
+            start_ts_ms=1_000,
+            end_ts_ms=1_500,
+            cause=OutageCause.AUTH,
+            fill_status=FillStatus.UNFILLABLE,
+            rows_recovered=0,
+            recovered_from_ts_ms=None,
+            detail="HTTP 403",
+            detected_at_ms=1_600,
+            resolved_at_ms=None,
+        )
+
+    @staticmethod
     def rejected(
         received_ts_ms: int = BASE_MS, *, reason: str = "missing field 'p'"
     ) -> RejectedFrame:
@@ -369,23 +375,7 @@ class RecordBuilder:
                 _replace(self.position(b + 1), position_idx=None, updated_time_ms=None, raw={}),
             ],
             [self.wallet(b), _replace(self.wallet(b + 1), coins=[], total_equity=None)],
-            [
-                self.gap(b),
-                Gap(
-                    stream=Topic.EXECUTION,
-                    category=None,
-                    symbol=None,
-                    start_ts_ms=1_000,
-                    end_ts_ms=1_500,
-                    cause=OutageCause.AUTH,
-                    fill_status=FillStatus.UNFILLABLE,
-                    rows_recovered=0,
-                    recovered_from_ts_ms=None,
-                    detail="HTTP 403",
-                    detected_at_ms=1_600,
-                    resolved_at_ms=None,
-                ),
-            ],
+            [self.gap(b), self.unfillable_gap()],
             [self.rejected(b), self.rejected(b + 1, reason="bad 'é' ✓ \\ \" '")],
         ]
 

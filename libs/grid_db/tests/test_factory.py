@@ -103,34 +103,26 @@ def test_display_url_names_the_file_or_hides_the_password(
         assert memory.display_url == "sqlite://"
 
 
+def _running_run(run_id: str) -> Run:
+    return Run(
+        id=run_id,
+        status="running",
+        started_at_ms=1,
+        config_json="{}",
+        host="h",
+        pid=1,
+        software_version="v",
+    )
+
+
 def test_session_commits_on_exit_and_rolls_back_on_error(database: DatabaseFactory) -> None:
     factory = database
     with factory.session() as session:
-        session.add(
-            Run(
-                id="r1",
-                status="running",
-                started_at_ms=1,
-                config_json="{}",
-                host="h",
-                pid=1,
-                software_version="v",
-            )
-        )
+        session.add(_running_run("r1"))
 
     def add_then_fail() -> None:
         with factory.session() as session:
-            session.add(
-                Run(
-                    id="r2",
-                    status="running",
-                    started_at_ms=1,
-                    config_json="{}",
-                    host="h",
-                    pid=1,
-                    software_version="v",
-                )
-            )
+            session.add(_running_run("r2"))
             session.flush()
             raise RuntimeError("boom")
 

@@ -10,17 +10,16 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from grid_db import DatabaseFactory, DatabaseSettings, RowContext, tables, write_records, writes
+from grid_db import DatabaseFactory, RowContext, tables, write_records, writes
+from testkit import prepared_database
 
 pytestmark = pytest.mark.postgresql
 
 
 @pytest.fixture
 def pg(postgres_url: str) -> Iterator[DatabaseFactory]:
-    database = DatabaseFactory(DatabaseSettings(url=postgres_url, pool_size=8))
-    database.create_tables()
-    yield database
-    database.dispose()
+    with prepared_database(postgres_url, pool_size=8) as database:
+        yield database
 
 
 def count(database: DatabaseFactory) -> int:

@@ -16,17 +16,16 @@ import pytest
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.engine import make_url
 
-from grid_db import DatabaseFactory, DatabaseSettings, RowContext, tables, write_records, writes
+from grid_db import DatabaseFactory, RowContext, tables, write_records, writes
+from testkit import prepared_database
 
 trades = tables.public_trades
 
 
 @pytest.fixture
 def pg(postgres_url: str) -> Iterator[DatabaseFactory]:
-    factory = DatabaseFactory(DatabaseSettings(url=postgres_url))
-    factory.create_tables()
-    yield factory
-    factory.dispose()
+    with prepared_database(postgres_url) as factory:
+        yield factory
 
 
 def _psycopg_dsn(url: str) -> str:

@@ -26,6 +26,7 @@ from grid_db import (
     tables,
 )
 from grid_db.factory import normalize_database_url
+from testkit import prepared_database
 
 if TYPE_CHECKING:
     from pg_cluster import PostgresCluster
@@ -33,11 +34,9 @@ if TYPE_CHECKING:
 
 @pytest.fixture
 def pg(postgres_url: str) -> Iterator[DatabaseFactory]:
-    factory = DatabaseFactory(DatabaseSettings(url=postgres_url))
-    factory.create_tables()
-    factory.create_tables()  # idempotent: a second call finds every table and index
-    yield factory
-    factory.dispose()
+    with prepared_database(postgres_url) as factory:
+        factory.create_tables()  # idempotent: a second call finds every table and index
+        yield factory
 
 
 # ---- the URL: a bare postgresql:// or postgres:// uses psycopg 3 -------------------------

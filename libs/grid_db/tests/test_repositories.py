@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from bybit_records import FillStatus, Gap, OutageCause, Topic
+from bybit_records import FillStatus, Topic
 from grid_db import (
     DatabaseFactory,
     InvalidArgumentError,
@@ -188,6 +188,14 @@ def _all(database: DatabaseFactory, model: Any) -> list[Any]:
         return list(session.scalars(select(model).order_by(model.id)))
 
 
+def _the_reference_rows(database: DatabaseFactory) -> tuple[User, BybitAccount, Strategy]:
+    """The user, account and strategy rows, asserting there is exactly one of each."""
+    (user,) = _all(database, User)
+    (account,) = _all(database, BybitAccount)
+    (strategy,) = _all(database, Strategy)
+    return user, account, strategy
+
+
 def test_reference_upsert_is_idempotent(database: DatabaseFactory) -> None:
     reference = ReferenceDataRepository(database.engine)
     for _ in range(3):
@@ -201,9 +209,7 @@ def test_reference_upsert_is_idempotent(database: DatabaseFactory) -> None:
             strategy_name="grid",
             created_at_ms=1_000,
         )
-    (user,) = _all(database, User)
-    (account,) = _all(database, BybitAccount)
-    (strategy,) = _all(database, Strategy)
+    user, account, strategy = _the_reference_rows(database)
     assert (user.id, user.name, user.created_at_ms) == (USER_ID, "alice", 1_000)
     assert (account.user_id, account.label, account.testnet) == (USER_ID, "main", True)
     assert (strategy.user_id, strategy.name, strategy.description) == (USER_ID, "grid", None)
@@ -231,9 +237,7 @@ def test_reference_upsert_updates_names_but_keeps_creation_time(
         strategy_description="v2",
         created_at_ms=9_999,
     )
-    (user,) = _all(database, User)
-    (account,) = _all(database, BybitAccount)
-    (strategy,) = _all(database, Strategy)
+    user, account, strategy = _the_reference_rows(database)
     assert (user.name, user.created_at_ms) == ("renamed", 1_000)
     assert (account.label, account.testnet, account.created_at_ms) == ("new", False, 1_000)
     assert (strategy.name, strategy.description) == ("grid-v2", "v2")
@@ -283,20 +287,7 @@ def test_gaps_round_trip_and_read_per_run(
     database: DatabaseFactory, records: Any, db: Any, run_id: str
 ) -> None:
     partial = records.gap(2_000)
-    unfillable = Gap(
-        stream=Topic.EXECUTION,
-        category=None,
-        symbol=None,
-        start_ts_ms=1_000,
-        end_ts_ms=1_500,
-        cause=OutageCause.AUTH,
-        fill_status=FillStatus.UNFILLABLE,
-        rows_recovered=0,
-        recovered_from_ts_ms=None,
-        detail="HTTP 403",
-        detected_at_ms=1_600,
-        resolved_at_ms=None,
-    )
+    unfillable = records.unfillable_gap()
     other_run = records.gap(0, stream=Topic.TICKERS, fill_status=FillStatus.FILLED)
     assert db.write(database.engine, [partial, unfillable], run_id=run_id) == 2
     assert db.write(database.engine, [other_run]) == 1

@@ -11,7 +11,6 @@ and is recorded in ground truth for ``/v5/execution/list``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import random
@@ -25,6 +24,7 @@ from bybit_sim.connection import ConnectionRegistry
 from bybit_sim.ids import order_uuid
 from bybit_sim.instruments import InstrumentSpec, fmt, parse_symbol
 from bybit_sim.market import MarketHub
+from bybit_sim.tasks import cancel_and_wait
 from bybit_sim.truth import GroundTruth
 
 log = logging.getLogger(__name__)
@@ -106,11 +106,8 @@ class Account:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="account")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

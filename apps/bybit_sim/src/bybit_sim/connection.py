@@ -12,7 +12,6 @@ events); one without is a *control* frame (acks, pongs, errors). ``pause(pongs=T
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from bybit_sim.stats import SimStats
+from bybit_sim.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +160,7 @@ class WsConnection:
         self._closed = True
         self._cancel_timers()
         self._room.set()
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        await cancel_and_wait(self._writer)
 
     # -- delayed work ---------------------------------------------------------------------
     def call_later(self, delay: float, callback: Callable[[], None]) -> None:

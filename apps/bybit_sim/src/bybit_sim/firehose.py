@@ -11,7 +11,6 @@ cut off, and nothing is dropped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from bybit_sim.codec import now_ms
 from bybit_sim.frames import MAX_TRADES_PER_FRAME
 from bybit_sim.market import MarketHub, SymbolMarket
+from bybit_sim.tasks import cancel_and_wait
 from bybit_sim.truth import TruthTrade
 
 FIREHOSE_CATEGORIES = ("linear", "inverse", "spot")
@@ -84,23 +84,10 @@ class Firehose:
         )
         return self._task
 
-    async def run(
-        self,
-        category: str,
-        symbol: str,
-        trades: int,
-        batch: int = MAX_TRADES_PER_FRAME,
-        wait_subscriber_s: float = 10.0,
-    ) -> FirehoseStatus:
-        """``start`` and wait for the push to end."""
-        return await self.start(category, symbol, trades, batch, wait_subscriber_s)
-
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
             self.status.state = "failed"
             self.status.error = "simulator stopped"
 

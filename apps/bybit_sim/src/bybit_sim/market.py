@@ -10,7 +10,6 @@ and is published to the connections subscribed at that moment.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import math
@@ -37,6 +36,7 @@ from bybit_sim.instruments import (
 )
 from bybit_sim.orderbook import BookStream
 from bybit_sim.replay import ReplayScript
+from bybit_sim.tasks import cancel_and_wait
 from bybit_sim.topics import PublicTopic
 from bybit_sim.truth import GroundTruth, TruthTrade
 
@@ -121,11 +121,8 @@ class MarketBase:
             )
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     # -- schedule -----------------------------------------------------------------------
     def _trades_enabled(self) -> bool:

@@ -16,27 +16,22 @@ unverified for the private stream); good topics of the same request are subscrib
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from bybit_sim.auth import verify_ws_auth
-from bybit_sim.codec import dumps, now_ms
-from bybit_sim.config import SimulatorConfig
+from bybit_sim.codec import now_ms
 from bybit_sim.connection import WsConnection
-from bybit_sim.stats import SimStats
 from bybit_sim.topics import parse_private_topic
-from bybit_sim.ws_common import SocketServer, decode_error_text
+from bybit_sim.ws_common import StreamCommands, update_topics
 
 log = logging.getLogger(__name__)
 
 
-class PrivateWs:
-    def __init__(self, cfg: SimulatorConfig, server: SocketServer, stats: SimStats) -> None:
-        self.cfg = cfg
-        self.server = server
-        self.stats = stats
-
+@dataclass(eq=False)
+class PrivateWs(StreamCommands):
     async def handle(self, request: web.Request) -> web.StreamResponse:
         return await self.server.serve(
             request,
@@ -47,8 +42,8 @@ class PrivateWs:
             on_close=lambda conn: None,
         )
 
-    @staticmethod
     def _reply(
+        self,
         conn: WsConnection,
         op: str,
         req_id: Any,
@@ -64,12 +59,6 @@ class PrivateWs:
         if req_id is not None:
             out["req_id"] = req_id
         return out
-
-    def _send(self, conn: WsConnection, obj: dict[str, Any]) -> None:
-        conn.send(dumps(obj))
-
-    def _on_bad_json(self, conn: WsConnection, text: str) -> None:
-        self._send(conn, self._reply(conn, "", None, False, decode_error_text(text)))
 
     def _on_command(self, conn: WsConnection, obj: Any, op: str) -> None:
         req_id = obj.get("req_id")
@@ -97,25 +86,12 @@ class PrivateWs:
         self._send(conn, self._reply(conn, "auth", req_id, result.ok, result.ret_msg))
 
     def _on_subscription(self, conn: WsConnection, op: str, req_id: Any, args: Any) -> None:
-        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-            self._send(conn, self._reply(conn, op, req_id, False, "error:args invalid"))
+        names = self._subscription_args(conn, op, req_id, args)
+        if names is None:
             return
-        if op == "subscribe":
-            self.stats.subscribe_requests.append(list(args))
         if conn.api_key is None:
             self._send(conn, self._reply(conn, op, req_id, False, "Request not authorized"))
             return
-        errors: list[str] = []
-        for name in args:
-            if op == "unsubscribe":
-                if name in conn.topics:
-                    conn.topics.discard(name)
-                else:
-                    errors.append(f"error:not subscribed,topic:{name}")
-            elif name in conn.topics:
-                errors.append(f"error:already subscribed,topic:{name}")
-            elif parse_private_topic(name) is None:
-                errors.append(f"error:handler not found,topic:{name}")
-            else:
-                conn.topics.add(name)
-        self._send(conn, self._reply(conn, op, req_id, not errors, "; ".join(errors)))
+        _, errors = update_topics(conn, op, names, parse_private_topic)
+        ret_msg = "; ".join(e for _, e in errors)
+        self._send(conn, self._reply(conn, op, req_id, not errors, ret_msg))

@@ -24,30 +24,24 @@ args refuses the whole request with ``args size >10``.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from bybit_sim.codec import dumps, now_ms
-from bybit_sim.config import SimulatorConfig
 from bybit_sim.connection import WsConnection
 from bybit_sim.instruments import CATEGORIES
 from bybit_sim.market import MarketHub
-from bybit_sim.stats import SimStats
-from bybit_sim.topics import parse_public_topic
-from bybit_sim.ws_common import SocketServer, decode_error_text
+from bybit_sim.topics import PublicTopic, parse_public_topic
+from bybit_sim.ws_common import StreamCommands, update_topics
 
 log = logging.getLogger(__name__)
 
 
-class PublicWs:
-    def __init__(
-        self, cfg: SimulatorConfig, hub: MarketHub, server: SocketServer, stats: SimStats
-    ) -> None:
-        self.cfg = cfg
-        self.hub = hub
-        self.server = server
-        self.stats = stats
+@dataclass(eq=False)
+class PublicWs(StreamCommands):
+    hub: MarketHub
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         category = request.match_info["category"]
@@ -102,13 +96,7 @@ class PublicWs:
             return self._reply(conn, op, req_id, True, "subscribe")
         return self._reply(conn, op, req_id, True, "")
 
-    def _send(self, conn: WsConnection, obj: dict[str, Any]) -> None:
-        conn.send(dumps(obj))
-
     # -- commands -----------------------------------------------------------------------
-    def _on_bad_json(self, conn: WsConnection, text: str) -> None:
-        self._send(conn, self._reply(conn, "", None, False, decode_error_text(text)))
-
     def _on_command(self, conn: WsConnection, obj: Any, op: str) -> None:
         req_id = obj.get("req_id")
         if op == "ping":
@@ -122,43 +110,31 @@ class PublicWs:
             self._send(conn, self._reply(conn, op, req_id, False, "error:invalid op"))
 
     def _on_subscription(self, conn: WsConnection, op: str, req_id: Any, args: Any) -> None:
-        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-            # UNVERIFIED text: the real reply to a non-list/non-string args is not documented
-            self._send(conn, self._reply(conn, op, req_id, False, "error:args invalid"))
+        names = self._subscription_args(conn, op, req_id, args)
+        if names is None:
             return
-        if op == "subscribe":
-            self.stats.subscribe_requests.append(list(args))
-        if len(args) > self.cfg.max_args_per_request:
+        if len(names) > self.cfg.max_args_per_request:
             msg = f"args size >{self.cfg.max_args_per_request}"
             if conn.category == "option":
-                ack = self._sub_ack(conn, op, req_id, [], [(a, msg) for a in args])
+                ack = self._sub_ack(conn, op, req_id, [], [(a, msg) for a in names])
                 ack["ret_msg"] = msg
                 self._send(conn, ack)
             else:
                 self._send(conn, self._reply(conn, op, req_id, False, msg))
             return
-        ok: list[str] = []
-        errors: list[tuple[str, str]] = []
         snapshots: list[tuple[bytes, str]] = []
-        for name in args:
-            if op == "unsubscribe":
-                if name in conn.topics:
-                    conn.topics.discard(name)
-                    self.hub.unsubscribe(conn, conn.category, name)
-                    ok.append(name)
-                else:
-                    errors.append((name, f"error:not subscribed,topic:{name}"))
-                continue
-            if name in conn.topics:
-                errors.append((name, f"error:already subscribed,topic:{name}"))
-                continue
-            topic = parse_public_topic(conn.category, name, self.cfg.unknown_symbols)
-            if topic is None:
-                errors.append((name, f"error:handler not found,topic:{name}"))
-                continue
-            conn.topics.add(name)
+
+        def subscribed(name: str, topic: PublicTopic) -> None:
             snapshots.extend((f, name) for f in self.hub.subscribe(conn, conn.category, topic))
-            ok.append(name)
+
+        ok, errors = update_topics(
+            conn,
+            op,
+            names,
+            lambda name: parse_public_topic(conn.category, name, self.cfg.unknown_symbols),
+            on_subscribed=subscribed,
+            on_unsubscribed=lambda name: self.hub.unsubscribe(conn, conn.category, name),
+        )
         ack_frame = dumps(self._sub_ack(conn, op, req_id, ok, errors))
         if self.cfg.snapshot_before_ack:
             for frame, name in snapshots:

@@ -12,6 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -55,6 +56,10 @@ def _json(obj: Any, status: int = 200) -> web.Response:
     return web.Response(body=dumps(obj), status=status, content_type="application/json")
 
 
+def _html(status: int, text: str) -> web.Response:
+    return web.Response(status=status, content_type="text/html", text=text)
+
+
 def _int_param(q: Any, name: str, default: int | None, lo: int, hi: int | None) -> int | None:
     raw = q.get(name)
     if raw is None or raw == "":
@@ -93,6 +98,18 @@ def _window(q: Any, now: int) -> tuple[int, int]:
     return start, end
 
 
+def _matches(q: Any, row: dict[str, Any], params: Iterable[str]) -> bool:
+    """Whether ``row`` passes the list filters of the query.
+
+    ``params`` name query parameters that filter the field of the same name by equality;
+    ``baseCoin`` filters by symbol prefix. An absent or empty parameter does not filter.
+    """
+    base = q.get("baseCoin")
+    if base and not row["symbol"].startswith(base):
+        return False
+    return all(not q.get(p) or row[p] == q.get(p) for p in params)
+
+
 def encode_cursor(time_ms: int, index: int) -> str:
     """Opaque cursor, URL-encoded like Bybit's (``"132766%3A2%2C132766%3A2"``)."""
     raw = f"{time_ms}:{index}"
@@ -124,6 +141,14 @@ def paginate(
     return [r[2] for r in page], next_cursor
 
 
+def _page_reply(
+    q: Any, category: str, rows: list[tuple[int, int, dict[str, Any]]], limit: int
+) -> web.Response:
+    """One page of a cursor-paginated list, in the list endpoints' envelope."""
+    page, cursor = paginate(rows, limit, q.get("cursor"))
+    return _json(envelope({"nextPageCursor": cursor, "category": category, "list": page}))
+
+
 def recent_trade_item(category: str, t: TruthTrade) -> dict[str, Any]:
     item: dict[str, Any] = {
         "execId": t.trade_id,
@@ -141,26 +166,17 @@ def recent_trade_item(category: str, t: TruthTrade) -> dict[str, Any]:
     return item
 
 
+@dataclass(eq=False)
 class RestApi:
-    def __init__(
-        self,
-        cfg: SimulatorConfig,
-        hub: MarketHub,
-        account: Account,
-        truth: GroundTruth,
-        faults: Faults,
-        stats: SimStats,
-        stopping: asyncio.Event,
-    ) -> None:
-        self.cfg = cfg
-        self.hub = hub
-        self.account = account
-        self.truth = truth
-        self.faults = faults
-        self.stats = stats
-        self._stopping = stopping
-        self._window_second = 0
-        self._window_counts: Counter[str] = Counter()
+    cfg: SimulatorConfig
+    hub: MarketHub
+    account: Account
+    truth: GroundTruth
+    faults: Faults
+    stats: SimStats
+    stopping: asyncio.Event
+    _window_second: int = field(default=0, init=False)
+    _window_counts: Counter[str] = field(default_factory=Counter, init=False)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -186,10 +202,10 @@ class RestApi:
             if kind == "timeout":
                 try:
                     async with asyncio.timeout(self.cfg.rest_timeout_hold_s):
-                        await self._stopping.wait()
+                        await self.stopping.wait()
                 except TimeoutError:
                     pass
-                if self._stopping.is_set():
+                if self.stopping.is_set():
                     return web.Response(status=503, text="Service Unavailable")
             else:
                 return self._fault_response(kind, path)
@@ -219,20 +235,15 @@ class RestApi:
         if kind == "http500":
             return web.Response(status=500, text="Internal Server Error")
         if kind == "http502":
-            return web.Response(
-                status=502,
-                content_type="text/html",
-                text="<html><head><title>502 Bad Gateway</title></head><body>"
+            return _html(
+                502,
+                "<html><head><title>502 Bad Gateway</title></head><body>"
                 "<center><h1>502 Bad Gateway</h1></center></body></html>",
             )
         if kind == "http429":
             return web.Response(status=429, text="System level frequency protection. Please retry.")
         if kind == "http403":
-            return web.Response(
-                status=403,
-                content_type="text/html",
-                text="<html><body><h1>403 Forbidden</h1>access too frequent</body></html>",
-            )
+            return _html(403, "<html><body><h1>403 Forbidden</h1>access too frequent</body></html>")
         if kind == "retcode10006":
             response = _json(envelope({}, 10006, "Too many visits!"))
             self._limit_headers(response, path, limited=True)
@@ -298,7 +309,6 @@ class RestApi:
         limit = _int_param(q, "limit", 50, 1, 100)
         assert limit is not None
         order_id, link_id = q.get("orderId"), q.get("orderLinkId")
-        symbol, base, exec_type = q.get("symbol"), q.get("baseCoin"), q.get("execType")
         start, end = _window(q, now_ms())
         rows: list[tuple[int, int, dict[str, Any]]] = []
         for index, e in enumerate(self.truth.executions_view()):
@@ -312,20 +322,13 @@ class RestApi:
                     continue
             else:
                 t = int(e["execTime"])
-                if not start <= t <= end:
-                    continue
-                if symbol and e["symbol"] != symbol:
-                    continue
-                if base and not e["symbol"].startswith(base):
-                    continue
-                if exec_type and e["execType"] != exec_type:
+                if not start <= t <= end or not _matches(q, e, ("symbol", "execType")):
                     continue
             item = {k: v for k, v in e.items() if k != "category"}
             item["execFeeV2"] = ""
             rows.append((int(e["execTime"]), index, item))
         rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
-        page, cursor = paginate(rows, limit, q.get("cursor"))
-        return _json(envelope({"nextPageCursor": cursor, "category": category, "list": page}))
+        return _page_reply(q, category, rows, limit)
 
     def _order_rows(
         self,
@@ -333,8 +336,6 @@ class RestApi:
         category: str,
         statuses: frozenset[str] | None,
     ) -> list[tuple[int, int, dict[str, Any]]]:
-        symbol, base = q.get("symbol"), q.get("baseCoin")
-        order_id, link_id, status = q.get("orderId"), q.get("orderLinkId"), q.get("orderStatus")
         rows: list[tuple[int, int, dict[str, Any]]] = []
         for index, oid in enumerate(self.account.order_ids):
             o = self.account.orders[oid]
@@ -342,15 +343,7 @@ class RestApi:
                 continue
             if statuses is not None and o["orderStatus"] not in statuses:
                 continue
-            if order_id and o["orderId"] != order_id:
-                continue
-            if link_id and o["orderLinkId"] != link_id:
-                continue
-            if symbol and o["symbol"] != symbol:
-                continue
-            if base and not o["symbol"].startswith(base):
-                continue
-            if status and o["orderStatus"] != status:
+            if not _matches(q, o, ("orderId", "orderLinkId", "symbol", "orderStatus")):
                 continue
             item = {k: v for k, v in o.items() if k != "category"}
             rows.append((int(o["createdTime"]), index, item))
@@ -369,8 +362,7 @@ class RestApi:
             if order_filter not in (None, "", "Order")
             else [r for r in self._order_rows(q, category, None) if start <= r[0] <= end]
         )
-        page, cursor = paginate(rows, limit, q.get("cursor"))
-        return _json(envelope({"nextPageCursor": cursor, "category": category, "list": page}))
+        return _page_reply(q, category, rows, limit)
 
     async def order_realtime(self, request: web.Request, api_key: str) -> web.StreamResponse:
         q = request.query
@@ -390,8 +382,7 @@ class RestApi:
                     {"Filled", "Cancelled", "PartiallyFilledCanceled", "Rejected", "Deactivated"}
                 ),
             )[:500]
-        page, cursor = paginate(rows, limit, q.get("cursor"))
-        return _json(envelope({"nextPageCursor": cursor, "category": category, "list": page}))
+        return _page_reply(q, category, rows, limit)
 
     async def position_list(self, request: web.Request, api_key: str) -> web.StreamResponse:
         q = request.query

@@ -50,7 +50,7 @@ class BybitSimulator:
         self.account = Account(cfg, self.ground_truth, self.hub, self.registry, account_rng)
         self._stopping = asyncio.Event()
         sockets = SocketServer(cfg, self.registry, self.stats, self.faults, self._rng)
-        self._public = PublicWs(cfg, self.hub, sockets, self.stats)
+        self._public = PublicWs(cfg, sockets, self.stats, hub=self.hub)
         self._private = PrivateWs(cfg, sockets, self.stats)
         self._rest = RestApi(
             cfg, self.hub, self.account, self.ground_truth, self.faults, self.stats, self._stopping
@@ -162,7 +162,7 @@ class BybitSimulator:
         Waits for a subscriber of ``publicTrade.<symbol>`` first; every trade goes to ground
         truth. Raises ``ValueError`` for a bad request; see ``bybit_sim.firehose``.
         """
-        return await self.firehose.run(category, symbol, trades, batch, wait_subscriber_s)
+        return await self.firehose.start(category, symbol, trades, batch, wait_subscriber_s)
 
     async def wait_for_trades(
         self,

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import WSMsgType, web
 
-from bybit_sim.codec import loads
+from bybit_sim.codec import dumps, loads
 from bybit_sim.config import SimulatorConfig
 from bybit_sim.connection import ConnectionRegistry, WsConnection
 from bybit_sim.faults import Faults, malformed_frame
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 CommandHandler = Callable[[WsConnection, Any, str], None]
 CloseHandler = Callable[[WsConnection], None]
+T = TypeVar("T")
 
 
 def decode_error_text(text: str) -> str:
@@ -49,22 +51,54 @@ def decode_error_text(text: str) -> str:
     )
 
 
+def update_topics(
+    conn: WsConnection,
+    op: str,
+    names: list[str],
+    parse: Callable[[str], T | None],
+    on_subscribed: Callable[[str, T], None] | None = None,
+    on_unsubscribed: Callable[[str], None] | None = None,
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Apply a subscribe/unsubscribe request to ``conn.topics``, topic by topic.
+
+    Returns the names applied and ``(name, error text)`` for the refused ones. ``parse``
+    returns ``None`` for an unknown topic; the callbacks run after a topic was added or
+    removed.
+    """
+    ok: list[str] = []
+    errors: list[tuple[str, str]] = []
+    for name in names:
+        if op == "unsubscribe":
+            if name not in conn.topics:
+                errors.append((name, f"error:not subscribed,topic:{name}"))
+                continue
+            conn.topics.discard(name)
+            if on_unsubscribed is not None:
+                on_unsubscribed(name)
+        elif name in conn.topics:
+            errors.append((name, f"error:already subscribed,topic:{name}"))
+            continue
+        else:
+            topic = parse(name)
+            if topic is None:
+                errors.append((name, f"error:handler not found,topic:{name}"))
+                continue
+            conn.topics.add(name)
+            if on_subscribed is not None:
+                on_subscribed(name, topic)
+        ok.append(name)
+    return ok, errors
+
+
+@dataclass(eq=False)
 class SocketServer:
     """Runs one accepted socket until it closes."""
 
-    def __init__(
-        self,
-        cfg: SimulatorConfig,
-        registry: ConnectionRegistry,
-        stats: SimStats,
-        faults: Faults,
-        rng: random.Random,
-    ) -> None:
-        self.cfg = cfg
-        self.registry = registry
-        self.stats = stats
-        self.faults = faults
-        self._rng = rng
+    cfg: SimulatorConfig
+    registry: ConnectionRegistry
+    stats: SimStats
+    faults: Faults
+    rng: random.Random
 
     async def serve(
         self,
@@ -91,7 +125,7 @@ class SocketServer:
             transport,
             kind=kind,
             category=category,
-            conn_id=conn_id(self._rng),
+            conn_id=conn_id(self.rng),
             stats=self.stats,
             queue_max=self.cfg.ws_send_queue_max,
             malformed_factory=malformed_frame,
@@ -153,3 +187,44 @@ class SocketServer:
                 conn.call_later(delay, lambda: on_command(conn, obj, name))
                 return
         on_command(conn, obj, name)
+
+
+@dataclass(eq=False)
+class StreamCommands:
+    """The command side shared by the public and private streams: replies and requests."""
+
+    cfg: SimulatorConfig
+    server: SocketServer
+    stats: SimStats
+
+    def _reply(
+        self,
+        conn: WsConnection,
+        op: str,
+        req_id: Any,
+        success: bool,
+        ret_msg: str,
+    ) -> dict[str, Any]:
+        """Generic command reply (acks, errors, pongs) in the stream's shape."""
+        raise NotImplementedError
+
+    def _send(self, conn: WsConnection, obj: dict[str, Any]) -> None:
+        conn.send(dumps(obj))
+
+    def _on_bad_json(self, conn: WsConnection, text: str) -> None:
+        self._send(conn, self._reply(conn, "", None, False, decode_error_text(text)))
+
+    def _subscription_args(
+        self, conn: WsConnection, op: str, req_id: Any, args: Any
+    ) -> list[str] | None:
+        """The topic names of a subscribe/unsubscribe request; ``None`` once it is refused.
+
+        Every well-formed subscribe request is recorded in ``stats.subscribe_requests``.
+        """
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            # UNVERIFIED text: the real reply to a non-list/non-string args is not documented
+            self._send(conn, self._reply(conn, op, req_id, False, "error:args invalid"))
+            return None
+        if op == "subscribe":
+            self.stats.subscribe_requests.append(list(args))
+        return args

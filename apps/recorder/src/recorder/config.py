@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, Any, Final, Self, cast
+from typing import Annotated, Any, Final, Self, TypeVar, cast
 from urllib.parse import urlsplit
 
 import yaml
@@ -119,6 +119,17 @@ def _check_env_name(name: str) -> str:
     return name
 
 
+_Number = TypeVar("_Number", int, float)
+
+
+def _not_below_field(value: _Number, info: ValidationInfo, field: str) -> _Number:
+    """A field validator's check: ``value`` is not below the (already validated) ``field``."""
+    bound = info.data.get(field)
+    if bound is not None and value < bound:
+        raise ValueError(f"must be >= {field} ({bound})")
+    return value
+
+
 def _url_checker(*schemes: str) -> AfterValidator:
     def check(url: str) -> str:
         parts = urlsplit(url)
@@ -199,10 +210,7 @@ class ConnectionConfig(_Model):
     @field_validator("reconnect_max_delay_seconds")
     @classmethod
     def _max_not_below_initial(cls, value: float, info: ValidationInfo) -> float:
-        initial = info.data.get("reconnect_initial_delay_seconds")
-        if initial is not None and value < initial:
-            raise ValueError(f"must be >= reconnect_initial_delay_seconds ({initial})")
-        return value
+        return _not_below_field(value, info, "reconnect_initial_delay_seconds")
 
 
 class RestConfig(_Model):
@@ -375,10 +383,7 @@ class RecorderConfig(_Model):
     @field_validator("max_buffer_rows")
     @classmethod
     def _holds_a_batch(cls, value: int, info: ValidationInfo) -> int:
-        batch_size = info.data.get("batch_size")
-        if batch_size is not None and value < batch_size:
-            raise ValueError(f"must be >= batch_size ({batch_size})")
-        return value
+        return _not_below_field(value, info, "batch_size")
 
     @property
     def public_ws_url_for_category(self) -> str:

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import aiohttp
@@ -41,44 +42,39 @@ class ConnectionLost(Exception):
         self.cause = cause
 
 
+@dataclass(eq=False, slots=True)
 class Keepalive:
-    def __init__(
-        self,
-        settings: WebSocketSettings,
-        tracker: OutageTracker,
-        ws: aiohttp.ClientWebSocketResponse,
-        outbox: Callable[[], list[dict[str, Any]]],
-        unanswered: Callable[[], list[str]],
-        log: logging.Logger,
-        name: str,
-        stats: StreamStats,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._settings = settings
-        self._tracker = tracker
-        self._ws = ws
-        self._outbox = outbox
-        self._unanswered = unanswered
-        self._log = log
-        self._name = name
-        self._clock = clock
-        self._pong_due: float | None = None
-        self._stats = stats
+    """The timer task of one connection (``ws``) of the stream ``name``.
+
+    ``outbox`` hands over the requests to send at the next tick; ``unanswered`` names
+    the requests unanswered for longer than ``ack_timeout``.
+    """
+
+    settings: WebSocketSettings
+    tracker: OutageTracker
+    ws: aiohttp.ClientWebSocketResponse
+    outbox: Callable[[], list[dict[str, Any]]]
+    unanswered: Callable[[], list[str]]
+    log: logging.Logger
+    name: str
+    stats: StreamStats
+    clock: Callable[[], float] = time.monotonic
+    _pong_due: float | None = field(default=None, init=False)
 
     def pong(self) -> None:
-        self._stats.pongs += 1
+        self.stats.pongs += 1
         self._pong_due = None
 
     async def run(self) -> NoReturn:
-        settings = self._settings
-        next_ping = self._clock() + settings.ping_interval
+        settings = self.settings
+        next_ping = self.clock() + settings.ping_interval
         while True:
             await asyncio.sleep(settings.tick)
-            now = self._clock()
-            for request in self._outbox():
+            now = self.clock()
+            for request in self.outbox():
                 await self._send(request)
             self._watch_silence()
-            if self._tracker.held:
+            if self.tracker.held:
                 # Back-pressure: the reader is stopped, so a pong would wait unread.
                 self._pong_due = None
                 next_ping = max(next_ping, now)
@@ -86,37 +82,37 @@ class Keepalive:
                 raise ConnectionLost(
                     OutageCause.PONG_TIMEOUT, f"no pong within {settings.pong_timeout:.1f}s"
                 )
-            unanswered = self._unanswered()
+            unanswered = self.unanswered()
             if unanswered:
                 raise ConnectionLost(
                     OutageCause.ACK_TIMEOUT,
                     f"no reply to {', '.join(unanswered[:3])} within {settings.ack_timeout:.1f}s",
                 )
-            if now >= next_ping and not self._tracker.held:
+            if now >= next_ping and not self.tracker.held:
                 next_ping = now + settings.ping_interval
                 if self._pong_due is None:  # a later ping does not extend an unanswered one
                     self._pong_due = now + settings.pong_timeout
-                self._stats.pings_sent += 1
+                self.stats.pings_sent += 1
                 await self._send({"req_id": next_req_id("ping"), "op": "ping"})
 
     async def _send(self, payload: dict[str, Any]) -> None:
-        await self._ws.send_str(_encode(payload).decode())
+        await self.ws.send_str(_encode(payload).decode())
 
     def _watch_silence(self) -> None:
-        for silent in self._tracker.check():
+        for silent in self.tracker.check():
             if silent == "*":
-                self._log.warning(
+                self.log.warning(
                     "%s: no data for %.1fs; outage opened (it ends when data flows again)",
-                    self._name,
-                    self._tracker.silence_seconds,
+                    self.name,
+                    self.tracker.silence_seconds,
                 )
             else:
-                self._log.warning(
+                self.log.warning(
                     "%s: nothing for %s in %.1fs while other data flows; outage opened",
-                    self._name,
+                    self.name,
                     silent,
-                    self._tracker.silence_seconds,
+                    self.tracker.silence_seconds,
                 )
-        stall = self._settings.stall_timeout
-        if stall is not None and self._tracker.silent_for() >= stall:
+        stall = self.settings.stall_timeout
+        if stall is not None and self.tracker.silent_for() >= stall:
             raise ConnectionLost(OutageCause.STALL, f"no data for {stall:.1f}s")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -188,19 +189,12 @@ class GapReconciler:
         assert category is not None
         end_ms = outage.end_ms
         limit = self._limit(category)
+        # Every outcome is a gap of ``symbol``'s trades from ``start_ms``: (end, status, ...)
+        gap = functools.partial(self._gap, outage, Topic.PUBLIC_TRADE, symbol, start_ms)
         try:
             trades = await self._rest.recent_trades(category, symbol, limit)
         except BybitRestError as exc:
-            return self._gap(
-                outage,
-                Topic.PUBLIC_TRADE,
-                symbol,
-                start_ms,
-                end_ms,
-                FillStatus.UNFILLABLE,
-                0,
-                detail=f"REST refill failed: {exc}",
-            )
+            return gap(end_ms, FillStatus.UNFILLABLE, 0, detail=f"REST refill failed: {exc}")
         # Bounded by the symbol's first live trade, not by the outage's end: a topic
         # subscribed in a later request goes live later than that.
         in_window = [
@@ -215,25 +209,12 @@ class GapReconciler:
             oldest is None or oldest < start_ms or (oldest == start_ms and len(trades) < limit)
         )
         if reached_back:
-            return self._gap(
-                outage,
-                Topic.PUBLIC_TRADE,
-                symbol,
-                start_ms,
-                end_ms,
-                FillStatus.FILLED,
-                recovered,
-                detail=note,
-            )
+            return gap(end_ms, FillStatus.FILLED, recovered, detail=note)
         assert oldest is not None
         # What is missing ends where REST begins, or where the symbol's trades flowed
         # again on the socket.
         unrecovered_until = oldest if first_live_ms is None else min(oldest, first_live_ms)
-        return self._gap(
-            outage,
-            Topic.PUBLIC_TRADE,
-            symbol,
-            start_ms,
+        return gap(
             max(end_ms, unrecovered_until),
             FillStatus.PARTIAL,
             recovered,

@@ -30,16 +30,8 @@ Ground truth (``truth.load_truth``) comes from a running bybit-sim (``http://hos
 (``https://public.bybit.com/trading/<SYMBOL>/<SYMBOL><date>.csv.gz``).
 
 Modules: ``truth`` (the ground-truth loaders), ``model`` (the report), ``algorithm`` (the
-check), ``database`` (the session database, read-only), ``cli`` (``recorder-check``).
-
-Command line::
-
-    recorder-check outputs/2026-11-24/09-15-02-123456_btc --truth http://127.0.0.1:8765
-    recorder-check recorder.db --truth BTCUSDT2026-11-24.csv.gz --symbols BTCUSDT --json
-    recorder-check postgresql://reader@db-host/recorder --truth http://127.0.0.1:8765
-
-Exit code 0 when ok, 1 when there are violations, duplicates or mismatches, 2 on a usage
-error (missing database, unreachable simulator, unreadable truth file).
+check), ``database`` (the session database, read-only), ``cli`` (``recorder-check``: its
+usage and exit codes).
 """
 
 from __future__ import annotations

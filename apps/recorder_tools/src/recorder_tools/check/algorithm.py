@@ -145,27 +145,37 @@ def check_completeness(
     return report
 
 
+@dataclass
 class _SymbolCheck:
-    def __init__(
-        self,
-        conn: Any,
-        category: str,
-        symbol: str,
-        truth: dict[str, TruthTrade],
-        run_id: str | None,
-        exact_strings: bool,
-        time_tolerance_ms: int,
-    ) -> None:
-        self.conn = conn
-        self.category = category
-        self.symbol = symbol
-        self.truth = truth
-        self.run_id = run_id
-        self.exact_strings = exact_strings
-        self.time_tolerance_ms = time_tolerance_ms
+    conn: Any
+    category: str
+    symbol: str
+    truth: dict[str, TruthTrade]
+    run_id: str | None
+    exact_strings: bool
+    time_tolerance_ms: int
 
     def _trades_where(self) -> list[Any]:
         return [PUBLIC_TRADES.c.category == self.category, PUBLIC_TRADES.c.symbol == self.symbol]
+
+    def _stored(self, condition: Any) -> dict[str, list[_Stored]]:
+        """The stored trades of the symbol that meet ``condition``, by trade id."""
+        rows = self.conn.execute(
+            select(
+                PUBLIC_TRADES.c.trade_id,
+                PUBLIC_TRADES.c.trade_time_ms,
+                PUBLIC_TRADES.c.price,
+                PUBLIC_TRADES.c.size,
+                PUBLIC_TRADES.c.side,
+                PUBLIC_TRADES.c.run_id,
+            )
+            .where(*self._trades_where())
+            .where(condition)
+        )
+        found: dict[str, list[_Stored]] = {}
+        for trade_id, time_ms, price, size, side, row_run in rows:
+            found.setdefault(trade_id, []).append(_Stored(time_ms, price, size, side, row_run))
+        return found
 
     def window(self, since_ms: int | None, until_ms: int | None) -> Window:
         if since_ms is not None and until_ms is not None:
@@ -211,21 +221,9 @@ class _SymbolCheck:
     def run(self, since_ms: int | None, until_ms: int | None) -> SymbolReport:
         window = self.window(since_ms, until_ms)
         report = SymbolReport(self.category, self.symbol, window)
-        stored: dict[str, list[_Stored]] = {}
-        rows = self.conn.execute(
-            select(
-                PUBLIC_TRADES.c.trade_id,
-                PUBLIC_TRADES.c.trade_time_ms,
-                PUBLIC_TRADES.c.price,
-                PUBLIC_TRADES.c.size,
-                PUBLIC_TRADES.c.side,
-                PUBLIC_TRADES.c.run_id,
-            )
-            .where(*self._trades_where())
-            .where(PUBLIC_TRADES.c.trade_time_ms.between(window.since_ms, window.until_ms))
+        stored = self._stored(
+            PUBLIC_TRADES.c.trade_time_ms.between(window.since_ms, window.until_ms)
         )
-        for trade_id, time_ms, price, size, side, row_run in rows:
-            stored.setdefault(trade_id, []).append(_Stored(time_ms, price, size, side, row_run))
         report.stored_rows = sum(len(v) for v in stored.values())
         expected = sorted(
             (t for t in self.truth.values() if window.contains(t.time_ms)),
@@ -284,20 +282,7 @@ class _SymbolCheck:
         found: dict[str, list[_Stored]] = {}
         for start in range(0, len(trade_ids), _ID_CHUNK):
             chunk = trade_ids[start : start + _ID_CHUNK]
-            rows = self.conn.execute(
-                select(
-                    PUBLIC_TRADES.c.trade_id,
-                    PUBLIC_TRADES.c.trade_time_ms,
-                    PUBLIC_TRADES.c.price,
-                    PUBLIC_TRADES.c.size,
-                    PUBLIC_TRADES.c.side,
-                    PUBLIC_TRADES.c.run_id,
-                )
-                .where(*self._trades_where())
-                .where(PUBLIC_TRADES.c.trade_id.in_(chunk))
-            )
-            for trade_id, time_ms, price, size, side, row_run in rows:
-                found.setdefault(trade_id, []).append(_Stored(time_ms, price, size, side, row_run))
+            found.update(self._stored(PUBLIC_TRADES.c.trade_id.in_(chunk)))
         return found
 
     def _excusing_gaps(self) -> list[_Gap]:

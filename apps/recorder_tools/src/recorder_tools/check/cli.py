@@ -1,5 +1,11 @@
 """``recorder-check PATH_OR_URL --truth SOURCE``: the completeness check on the command line.
 
+::
+
+    recorder-check outputs/2026-11-24/09-15-02-123456_btc --truth http://127.0.0.1:8765
+    recorder-check recorder.db --truth BTCUSDT2026-11-24.csv.gz --symbols BTCUSDT --json
+    recorder-check postgresql://reader@db-host/recorder --truth http://127.0.0.1:8765
+
 Exit code 0 when ok, 1 when there are violations, duplicates or mismatches, 2 on a usage
 error (missing database, unreachable simulator, unreadable truth file).
 """

@@ -27,22 +27,21 @@ decimal types chosen. polars, pandas and DuckDB read the datasets directly.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from recorder_tools.arguments import sessions_parser
 from recorder_tools.database import ReadOnlyOpenError
 from recorder_tools.export.exporter import export
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="recorder-export",
-        description="Export every table of recorded sessions to Parquet, deduplicated across "
-        "sessions and partitioned by symbol and UTC day.",
+    parser = sessions_parser(
+        "recorder-export",
+        "Export every table of recorded sessions to Parquet, deduplicated across sessions and "
+        "partitioned by symbol and UTC day.",
     )
-    parser.add_argument("path", help="session folder, recorder.db, outputs/ tree, or database URL")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="export folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier export in DIR")
     args = parser.parse_args(argv)

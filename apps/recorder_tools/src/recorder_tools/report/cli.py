@@ -14,22 +14,21 @@ with the holes shaded and reconnects marked.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from recorder_tools.arguments import sessions_parser
 from recorder_tools.database import ReadOnlyOpenError, open_all_read_only
 from recorder_tools.report.build import report_of
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="recorder-report",
-        description="Health and coverage of recorded sessions: a session folder, a database "
-        "file, an outputs/ tree of many sessions, or a database URL.",
+    parser = sessions_parser(
+        "recorder-report",
+        "Health and coverage of recorded sessions: a session folder, a database file, an "
+        "outputs/ tree of many sessions, or a database URL.",
     )
-    parser.add_argument("path", help="session folder, recorder.db, outputs/ tree, or database URL")
     parser.add_argument("--json", action="store_true", help="print the facts as JSON")
     parser.add_argument(
         "--plot",
