@@ -161,8 +161,9 @@ class RowBytes:
     trade_total: float
     #: public_trades, the heap alone (tuples, headers, free space) per row
     trade_heap: float
-    #: the unique index on (category, symbol, trade_id) per row: every insert probes it at
-    #: a random place (trade ids are UUIDs), so it is the part that must stay in memory
+    #: the index of the table's unique key (whatever its columns; every unique or primary
+    #: key index of the table) per row: every insert probes it, so it is the part that
+    #: must stay in memory
     trade_key_index: float
     #: ticker_snapshots: the average row's own size (``pg_column_size``, no index)
     ticker_tuple: float | None
@@ -176,8 +177,9 @@ def row_bytes(database_url: str) -> RowBytes:
         conn.execute("VACUUM public_trades, ticker_snapshots")
         total, heap, key, rows = conn.execute(
             "SELECT pg_total_relation_size('public_trades'), pg_relation_size('public_trades'),"
-            " pg_relation_size('uq_public_trades_category_symbol_trade_id'), count(*)"
-            " FROM public_trades"
+            " (SELECT coalesce(sum(pg_relation_size(indexrelid)), 0)::bigint FROM pg_index"
+            "  WHERE indrelid = 'public_trades'::regclass AND indisunique),"
+            " count(*) FROM public_trades"
         ).fetchone()  # type: ignore[misc]
         (ticker,) = conn.execute(
             "SELECT avg(pg_column_size(t.*)) FROM ticker_snapshots t"
@@ -219,7 +221,7 @@ def limit(truth: list[TruthTrade], batches: tuple[int, ...], pg: Server) -> PgLi
         if not stored == distinct == trades:
             raise BenchError(f"PostgreSQL limit: {stored} rows, {distinct} distinct, {trades} sent")
         pg.drop(url)
-    return PgLimitResult(trades, by_batch, pg.durable, server_cpu)
+    return PgLimitResult(trades, by_batch, durable=pg.durable, server_cpu=server_cpu)
 
 
 def limit_once(

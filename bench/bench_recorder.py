@@ -18,7 +18,9 @@ Protocol (one JSON object per stdout line; commands are stdin lines):
 * <- ``connect REST_URL WS_URL`` (unless ``--rest-url`` and ``--ws-url`` were given): the
   simulator to record from. The bench starts this process first, so that its imports
   overlap the simulator's start.
-* -> ``{"event": "ready", "pid": ...}`` once every topic is subscribed
+* -> ``{"event": "ready", "threads": {...}}`` once every topic is subscribed; ``threads``
+  names the native ids of the event loop's thread and of the database worker's thread,
+  whose CPU time the bench reads from ``/proc`` (``/proc/PID/task/TID/schedstat``)
 * <- ``mark``: start a measuring window; -> ``{"event": "marked"}``
 * -> ``{"event": "reached", ...}`` when ``--expect-trades`` trades are committed
 * <- ``report``: end the window; -> ``{"event": "report", "latency_ms": {...}, ...}``
@@ -32,6 +34,7 @@ import asyncio
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -188,7 +191,10 @@ async def main(args: argparse.Namespace) -> int:
                 emit("error", error="topics not confirmed within 30 s")
                 return 1
             await asyncio.sleep(0.01)
-        emit("ready", topics=len(wanted))
+        # The writers share one database worker thread: its id, asked on that thread.
+        database_tid = await trades._worker.run(threading.get_native_id)
+        threads = {"event_loop": threading.get_native_id(), "database": database_tid}
+        emit("ready", topics=len(wanted), threads=threads)
         while True:
             command = await read_command()
             if command == "mark":
@@ -218,6 +224,8 @@ async def main(args: argparse.Namespace) -> int:
         tickers_received=stats["tickers"].received,
         trades_written=stats["trades"].written,
         duplicates=stats["trades"].duplicates,
+        trade_flushes=stats["trades"].flushes,
+        peak_buffered=stats["trades"].peak_buffered,
         rows_rejected=sum(s.rows_rejected for s in stats.values()),
         buffered=sum(s.buffered for s in stats.values()),
         rejected_frames=public.stats.rejected_frames,

@@ -1,7 +1,10 @@
 """The benchmark's scenarios; ``run.py`` runs them and formats the table.
 
-* ``limit``: plain ``sqlite3`` executemany of the firehose's trade rows, the ceiling.
-* ``flat_out``: the simulator's firehose over a real WebSocket into the recorder process.
+* ``floor``: plain ``sqlite3`` executemany of the firehose's trade rows into a table of the
+  same columns with no key, index or constraint: an append, the floor of any layout.
+* ``limit``: the same into the recorder's own schema (its key and indexes), the ceiling.
+* ``flat_out``: the simulator's firehose over a real WebSocket into the recorder process
+  (a flood: frames of up to 1,024 trades, pushed as fast as the recorder reads them).
 * ``realistic``: 20 symbols at typical mainnet rates, CPU share and arrival-to-commit latency.
 
 (``bench_pipeline`` is the fourth: parse + decode per frame, ours against cryptofeed's;
@@ -27,13 +30,14 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
+from bench_disk import TableBytes, table_bytes
 
 from bybit_records import Category, Trade
 from bybit_sim import TruthTrade
@@ -380,21 +384,20 @@ def url_scalars(database_url: str, sql: str) -> tuple[Any, ...]:
     return tuple(row)
 
 
-def new_database(database_url: str) -> int:
-    """The recorder's schema (created by ``grid_db``) in a fresh database, and a run's id."""
+def new_database(database_url: str) -> RowContext:
+    """The recorder's schema (created by ``grid_db``) in a fresh database, a run, and the
+    context the pipeline's writers give that run's rows (its id and number)."""
     factory = DatabaseFactory(DatabaseSettings(url=database_url))
     try:
         factory.create_tables()
-        return (
-            RunRepository(factory.engine)
-            .create_run(config_json="{}", host="bench", pid=0, software_version="bench")
-            .id
-        )
+        runs = RunRepository(factory.engine)
+        run = runs.create_run(config_json="{}", host="bench", pid=0, software_version="bench")
+        return RowContext(run.id, run_ref=runs.ref_of(run.id))
     finally:
         factory.dispose()
 
 
-def trade_rows(trades: list[TruthTrade], run_id: int) -> list[tuple[Any, ...]]:
+def trade_rows(trades: list[TruthTrade], context: RowContext) -> list[tuple[Any, ...]]:
     """The rows the trade writer would write for these trades: ``Trade`` records (as the
     decoder makes them from the firehose's frames) made rows by ``tables.public_trades``."""
     now_ms = time.time_ns() // 1_000_000
@@ -416,7 +419,7 @@ def trade_rows(trades: list[TruthTrade], run_id: int) -> list[tuple[Any, ...]]:
         )
         for t in trades
     ]
-    return tables.public_trades.rows(records, RowContext(run_id))
+    return tables.public_trades.rows(records, context)
 
 
 # ---------------------------------------------------------------------------- the limit
@@ -427,6 +430,8 @@ class LimitResult:
     rows: int
     #: rows per second by batch size (rows per transaction)
     by_batch: dict[int, float]
+    #: CPU seconds of the inserting thread by batch size (SQLite: all of SQLite's work)
+    cpu_by_batch: dict[int, float] = field(default_factory=dict)
 
     @property
     def batch(self) -> int:
@@ -436,46 +441,104 @@ class LimitResult:
     def rows_per_second(self) -> float:
         return self.by_batch[self.batch]
 
+    @property
+    def cpu_us_per_row(self) -> float | None:
+        """CPU per row at the best batch size, in µs."""
+        cpu = self.cpu_by_batch.get(self.batch)
+        return None if cpu is None else cpu / self.rows * 1e6
+
 
 def limit(trades: list[TruthTrade], batches: tuple[int, ...], workdir: Path) -> LimitResult:
     """The most plain sqlite3 persists of these trades: the best of ``batches`` sizes."""
-    by_batch = {}
+    return _best_of(trades, batches, workdir, "limit", limit_once)
+
+
+def floor(trades: list[TruthTrade], batches: tuple[int, ...], workdir: Path) -> LimitResult:
+    """The floor: the same rows appended to an unindexed table, the best of ``batches``."""
+    return _best_of(trades, batches, workdir, "floor", floor_once)
+
+
+def _best_of(
+    trades: list[TruthTrade],
+    batches: tuple[int, ...],
+    workdir: Path,
+    name: str,
+    once: Callable[[list[TruthTrade], int, Path], tuple[float, float]],
+) -> LimitResult:
+    by_batch, cpu = {}, {}
     for batch in batches:
-        path = workdir / f"limit-{batch}.db"
-        by_batch[batch] = limit_once(trades, batch, path)
+        path = workdir / f"{name}-{batch}.db"
+        by_batch[batch], cpu[batch] = once(trades, batch, path)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
-    return LimitResult(len(trades), by_batch)
+    return LimitResult(len(trades), by_batch, cpu)
 
 
-def limit_once(trades: list[TruthTrade], batch: int, path: Path) -> float:
-    """Rows/s of ``executemany`` of the trade rows, one transaction per ``batch``, WAL.
+def _connect(path: Path) -> sqlite3.Connection:
+    """A plain sqlite3 connection with the recorder's PRAGMAs (``grid_db.factory``)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _timed_inserts(
+    conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]], batch: int, name: str
+) -> tuple[float, float]:
+    """(rows/s, CPU seconds) of ``executemany`` of ``rows``, one transaction per ``batch``."""
+    inserted = 0
+    started, cpu_started = time.perf_counter(), time.thread_time()
+    for start in range(0, len(rows), batch):
+        conn.execute("BEGIN")
+        inserted += conn.executemany(sql, rows[start : start + batch]).rowcount
+        conn.execute("COMMIT")
+    seconds, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
+    if inserted != len(rows):
+        raise BenchError(f"{name}: {inserted} of {len(rows)} rows inserted")
+    return len(rows) / seconds, cpu
+
+
+def limit_once(trades: list[TruthTrade], batch: int, path: Path) -> tuple[float, float]:
+    """(rows/s, CPU s) of ``executemany`` of the trade rows, one transaction per ``batch``.
 
     The same schema and indexes (created by grid_db), the same PRAGMAs as the recorder's
     connections (WAL, synchronous=NORMAL, foreign_keys=ON), the same statement
     (``grid_db``'s one INSERT of ``public_trades``, ``ON CONFLICT DO NOTHING``) and the
-    same row values (``Trade`` records made rows by the table, with a run id); the rows
-    are built before the clock starts.
+    same row values (``Trade`` records made rows by the table, with the run's context);
+    the rows are built before the clock starts.
     """
     rows = trade_rows(trades, new_database(f"sqlite:///{path}"))
-    sql = insert_sql(tables.public_trades, "sqlite")
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = _connect(path)
     try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        inserted = 0
-        started = time.perf_counter()
-        for start in range(0, len(rows), batch):
-            conn.execute("BEGIN")
-            inserted += conn.executemany(sql, rows[start : start + batch]).rowcount
-            conn.execute("COMMIT")
-        seconds = time.perf_counter() - started
+        return _timed_inserts(
+            conn, insert_sql(tables.public_trades, "sqlite"), rows, batch, "limit"
+        )
     finally:
         conn.close()
-    if inserted != len(rows):
-        raise BenchError(f"limit: {inserted} of {len(rows)} rows inserted")
-    return len(rows) / seconds
+
+
+FLOOR_TABLE = "floor_trades"
+
+
+def floor_once(trades: list[TruthTrade], batch: int, path: Path) -> tuple[float, float]:
+    """(rows/s, CPU s) of the limit's rows appended to a table with the columns of
+    ``public_trades`` (whatever its layout: ``column_names``) and nothing else: no
+    declared types, no key, no index, no constraint; rowids in insert order. The same
+    PRAGMAs, one plain ``INSERT`` per row through ``executemany``, one transaction per
+    ``batch``; the rows are built before the clock starts."""
+    rows = trade_rows(trades, new_database(f"sqlite:///{path}"))
+    columns = tables.public_trades.column_names
+    conn = _connect(path)
+    try:
+        conn.execute(f"CREATE TABLE {FLOOR_TABLE} ({', '.join(columns)})")
+        sql = (
+            f"INSERT INTO {FLOOR_TABLE} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))})"
+        )
+        return _timed_inserts(conn, sql, rows, batch, "floor")
+    finally:
+        conn.close()
 
 
 # ---------------------------------------------------------------------------- flat out
@@ -496,11 +559,21 @@ class FlatOutResult:
     #: the database server's CPU time over the same span (PostgreSQL; None for SQLite,
     #: which runs inside the recorder process and is in ``cpu_seconds``)
     server_cpu_seconds: float | None = None
+    #: the writer config group option (``writer=...``)
+    writer: str = "default"
+    #: the recorder's event-loop and database threads over the push (``ThreadTimes``)
+    threads: dict[str, ThreadTimes] = field(default_factory=dict)
+    #: public_trades on disk, in the database it recorded (SQLite)
+    trade_bytes: TableBytes | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def trades_per_second(self) -> float:
         return self.trades / self.seconds
+
+    @property
+    def backpressure_pauses(self) -> int:
+        return int(self.details.get("recorder", {}).get("backpressure_pauses") or 0)
 
     @property
     def cpu_ms_per_1000(self) -> float:
@@ -511,6 +584,51 @@ class FlatOutResult:
         if self.server_cpu_seconds is None:
             return None
         return self.server_cpu_seconds / self.trades * 1e6
+
+
+@dataclass(frozen=True)
+class ThreadTimes:
+    """One thread over a span of ``wall`` seconds, from the scheduler's own accounting
+    (``/proc/PID/task/TID/schedstat``): on a CPU, runnable but waiting for one (the
+    machine's other work), and the rest: blocked (the GIL, the disk) or idle."""
+
+    on_cpu: float
+    run_queue: float
+    wall: float
+
+    @property
+    def blocked_or_idle(self) -> float:
+        return max(0.0, self.wall - self.on_cpu - self.run_queue)
+
+
+class ThreadClock:
+    """``ThreadTimes`` of some threads of a process, from now to ``since()``."""
+
+    def __init__(self, pid: int, tids: dict[str, int]) -> None:
+        self._paths = {
+            name: Path(f"/proc/{pid}/task/{tid}/schedstat") for name, tid in tids.items()
+        }
+        self._start = self._snapshot()
+
+    def _snapshot(self) -> tuple[int, dict[str, tuple[int, int]]]:
+        out = {}
+        for name, path in self._paths.items():
+            try:
+                on_cpu, run_queue, _ = path.read_text().split()
+            except (OSError, ValueError):
+                continue
+            out[name] = (int(on_cpu), int(run_queue))
+        return time.monotonic_ns(), out
+
+    def since(self) -> dict[str, ThreadTimes]:
+        (t0, before), (t1, after) = self._start, self._snapshot()
+        return {
+            name: ThreadTimes(
+                (cpu - before[name][0]) / 1e9, (queue - before[name][1]) / 1e9, (t1 - t0) / 1e9
+            )
+            for name, (cpu, queue) in after.items()
+            if name in before
+        }
 
 
 class TreeCpu:
@@ -569,22 +687,26 @@ def flat_out(
     server_pid: int | None = None,
     name: str = "flat_out",
 ) -> FlatOutResult:
-    """The firehose into the recorder: committed trades/s, CPU per 1,000 trades, peak RSS.
+    """The firehose into the recorder: committed trades/s, CPU per 1,000 trades, peak RSS,
+    and the time of its event-loop and database threads over the push.
 
-    ``database_url``: where the recorder records (default: a SQLite file of its own);
-    ``server_pid``: the database server's postmaster, whose CPU is measured too.
+    ``database_url``: where the recorder records (default: a SQLite file of its own, whose
+    ``public_trades`` is then measured on disk); ``server_pid``: the database server's
+    postmaster, whose CPU is measured too.
     """
     launch = Launch(["BTCUSDT"], ("--writer", writer, "--expect-trades", str(trades)), database_url)
     with processes(["--trade-rate", "0", "--seed", "1"], launch) as (sim, [recorder]):
-        recorder.wait("ready", 60)
+        ready = recorder.wait("ready", 60)
         recorder.profile(name, idle=True)
         start_firehose(sim, "BTCUSDT", trades, batch)
+        threads = ThreadClock(recorder.proc.pid, ready.get("threads", {}))
         cpu_before = recorder.cpu_seconds()
         server = TreeCpu(server_pid) if server_pid is not None else None
         sim_ps = psutil.Process(sim.proc.pid)
         sim_cpu_before = sum(sim_ps.cpu_times()[:2])
         wall_before = time.monotonic()
         reached = recorder.wait("reached", 60 + trades / 2000)
+        thread_times = threads.since()
         cpu = recorder.cpu_seconds() - cpu_before
         server_cpu = server.since() if server is not None else None
         sim_cpu = sum(sim_ps.cpu_times()[:2]) - sim_cpu_before
@@ -594,6 +716,7 @@ def flat_out(
         stopped = recorder.stop()
         stored, distinct = count_trades(recorder.database_url)
         truth = sim.trade_count("BTCUSDT")
+        on_disk = None if database_url else table_bytes(recorder.db_path, "public_trades")
     seconds = (reached["last_commit_ns"] - reached["first_arrival_ns"]) / 1e9
     result = FlatOutResult(
         trades=trades,
@@ -606,6 +729,9 @@ def flat_out(
         truth=truth,
         database=recorder.database_url.split(":", 1)[0].split("+", 1)[0],
         server_cpu_seconds=server_cpu,
+        writer=writer,
+        threads=thread_times,
+        trade_bytes=on_disk,
         details={"firehose": status, "recorder": stopped},
     )
     check_no_loss(name.replace("_", " "), stored, truth, stopped, expected=trades)
@@ -644,6 +770,9 @@ class RealisticResult:
     flush_interval: float
     trades: int
     tickers: int
+    #: ticker_snapshots and public_trades on disk, in the database it recorded
+    ticker_bytes: TableBytes | None = None
+    trade_bytes: TableBytes | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -683,6 +812,8 @@ def realistic(
         rss = recorder.peak_rss_mb()
         stopped = recorder.stop()
         check_realistic_no_loss(sim, recorder.db_path, names, stopped)
+        ticker_bytes = table_bytes(recorder.db_path, "ticker_snapshots")
+        trade_bytes = table_bytes(recorder.db_path, "public_trades")
         return RealisticResult(
             writer=writer,
             symbols=len(names),
@@ -694,6 +825,8 @@ def realistic(
             flush_interval=WRITER_FLUSH_INTERVAL.get(writer, float("nan")),
             trades=stopped["trades_committed"],
             tickers=stopped["tickers_committed"],
+            ticker_bytes=ticker_bytes,
+            trade_bytes=trade_bytes,
             details={"recorder": stopped, "cpu_user_s": user, "cpu_system_s": system},
         )
 

@@ -1,6 +1,6 @@
 """``make bench``: every benchmark scenario in one run, a table, and docs/benchmarks.md.
 
-    uv run python bench/run.py                 # the full run (about 6.5 minutes on 2 cores)
+    uv run python bench/run.py                 # the full run (about 6 minutes on 2 cores)
     uv run python bench/run.py --smoke         # every scenario at tiny sizes (the CI smoke)
     uv run python bench/run.py --only postgresql   # the PostgreSQL scenarios alone
     uv run --with py-spy python bench/run.py --profile prof/   # py-spy the recorder too
@@ -41,9 +41,15 @@ ROOT = HERE.parent
 
 @dataclass
 class Sizes:
-    trades: int = 500_000  # the limit's rows and the flat-out trades
+    #: SQLite: the floor's and the limit's rows, and the trades of each flood
+    flood_trades: int = 1_000_000
+    #: trades per frame of the SQLite floods
+    flood_frame: int = 1_000
+    #: the writer config group options the recorder is flooded with
+    flood_writers: tuple[str, ...] = ("default", "bulk")
     limit_batches: tuple[int, ...] = (5_000, 20_000, 100_000)
-    frame: int = 1_024  # trades per firehose frame, Bybit's largest
+    trades: int = 500_000  # PostgreSQL: the limit's rows and the flat-out trades
+    frame: int = 1_024  # PostgreSQL: trades per firehose frame, Bybit's largest
     seconds: float = 60.0  # each realistic run's measuring window
     warmup: float = 5.0
     pipeline_trades: int = 102_400
@@ -56,6 +62,7 @@ class Sizes:
 
 
 SMOKE = Sizes(
+    flood_trades=4_000,
     trades=4_000,
     limit_batches=(1_000, 4_000),
     seconds=2.0,
@@ -111,7 +118,15 @@ def run_pipeline(trades: int, repeats: int, with_peer: bool) -> bench_pipeline.P
 def run(args: argparse.Namespace) -> bench_report.Run:
     size = replace(
         SMOKE if args.smoke else Sizes(),
-        **{k: v for k, v in (("trades", args.trades), ("seconds", args.seconds)) if v},
+        **{
+            k: v
+            for k, v in (
+                ("trades", args.trades),
+                ("flood_trades", args.trades),
+                ("seconds", args.seconds),
+            )
+            if v
+        },
     )
     if args.profile:
         bench_scenarios.PROFILE_DIR = Path(args.profile).resolve()
@@ -126,14 +141,26 @@ def run(args: argparse.Namespace) -> bench_report.Run:
             size.pipeline_trades, size.repeats, with_peer=not args.smoke and not args.no_peer
         )
 
-    trades = firehose_like_trades(size.trades)
+    trades = firehose_like_trades(max(size.trades, size.flood_trades if sqlite else 0))
     if sqlite:
-        log(f"limit: plain sqlite3 executemany of {size.trades:,} trade rows")
+        rows = trades[: size.flood_trades]
+        log(f"floor: plain sqlite3 executemany of {len(rows):,} trade rows, unindexed")
+        with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
+            report.floor = bench_scenarios.floor(rows, size.limit_batches, Path(tmp))
+        log(f"limit: plain sqlite3 executemany of {len(rows):,} trade rows, recorder's schema")
         with tempfile.TemporaryDirectory(prefix="bench-limit-") as tmp:
-            report.limit = bench_scenarios.limit(trades, size.limit_batches, Path(tmp))
-
-        log(f"recorder flat out: {size.trades:,} trades through the simulator's firehose")
-        report.flat_out = bench_scenarios.flat_out(size.trades, size.frame)
+            report.limit = bench_scenarios.limit(rows, size.limit_batches, Path(tmp))
+        del rows
+        for writer in size.flood_writers:
+            log(
+                f"recorder flood, writer={writer}: {size.flood_trades:,} trades in frames of "
+                f"{size.flood_frame:,} through the simulator's firehose"
+            )
+            report.flat_outs.append(
+                bench_scenarios.flat_out(
+                    size.flood_trades, size.flood_frame, writer=writer, name=f"flood_{writer}"
+                )
+            )
 
         for writer in ("default", "low_latency"):
             log(f"recorder realistic, writer={writer}: {size.seconds:.0f} s")
@@ -143,7 +170,7 @@ def run(args: argparse.Namespace) -> bench_report.Run:
                 )
             )
     if postgres:
-        run_postgres(report, size, trades)
+        run_postgres(report, size, trades[: size.trades])
     bench_report.finish(report, time.monotonic() - started)
     return report
 
@@ -219,7 +246,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sqlite: every scenario but PostgreSQL's; postgresql: PostgreSQL's alone",
     )
     parser.add_argument("--profile", help="py-spy the recorder of each scenario into DIR")
-    parser.add_argument("--trades", type=int, help="trades for the limits and flat out")
+    parser.add_argument(
+        "--trades", type=int, help="trades for the floor, the limits, the floods and flat out"
+    )
     parser.add_argument("--seconds", type=float, help="measuring window of realistic runs")
     parser.add_argument(
         "--trade-rate", type=float, default=10.0, help="realistic: trades/s per symbol"

@@ -7,8 +7,11 @@ on a machine without the server binaries.
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
+import bench_disk
 import bench_postgres
 import bench_report
 import pytest
@@ -27,30 +30,87 @@ def _document(report: bench_report.Run, tmp_path: Path) -> str:
 def test_every_scenario_runs_at_tiny_sizes_and_writes_the_table(tmp_path: Path) -> None:
     report = run.run(run.parse_args(["--smoke", "--no-peer", "--only", "sqlite"]))
 
-    assert report.limit is not None
-    assert report.limit.rows_per_second > 0
-    flat = report.flat_out
-    assert flat is not None
-    assert flat.stored == flat.truth == flat.trades == run.SMOKE.trades
-    assert flat.trades_per_second > 0
-    assert flat.cpu_seconds > 0
-    assert flat.peak_rss_mb > 0
+    for plain in (report.floor, report.limit):
+        assert plain is not None
+        assert plain.rows == run.SMOKE.flood_trades
+        assert set(plain.by_batch) == set(run.SMOKE.limit_batches)
+        assert plain.rows_per_second > 0
+        assert plain.cpu_us_per_row is not None
+        assert plain.cpu_us_per_row > 0
+    assert [f.writer for f in report.flat_outs] == list(run.SMOKE.flood_writers)
+    assert report.flat_out is report.flat_outs[0]
+    for flat in report.flat_outs:
+        assert flat.batch == run.SMOKE.flood_frame
+        assert flat.stored == flat.truth == flat.trades == run.SMOKE.flood_trades
+        assert flat.trades_per_second > 0
+        assert flat.cpu_seconds > 0
+        assert flat.peak_rss_mb > 0
+        assert set(flat.threads) == {"event_loop", "database"}
+        assert all(0 < t.on_cpu <= t.wall for t in flat.threads.values())
+        assert flat.trade_bytes is not None
+        assert flat.trade_bytes.rows == flat.trades
+        assert flat.trade_bytes.btrees["public_trades"] > 0
     assert [r.writer for r in report.realistic] == ["default", "low_latency"]
     for realistic in report.realistic:
         assert realistic.trades > 0
         assert realistic.tickers > 0
         assert realistic.latency_ms["n"]
         assert 0 < realistic.cpu_share < 2
+        assert realistic.ticker_bytes is not None
+        assert realistic.ticker_bytes.rows == realistic.tickers
+        assert realistic.ticker_bytes.per_row
     assert report.pipeline is not None
     assert [s.frame_size for s in report.pipeline.stages] == ["1", "1-4", "100", "1024"]
     assert all(s.decoder_s > 0 and s.read_loop_s > 0 for s in report.pipeline.stages)
 
     text = _document(report, tmp_path)
-    for heading in ("**Limit**", "**Recorder, flat out**", "**Recorder, realistic**"):
+    for heading in (
+        "**Floor**",
+        "**Limit**",
+        "**Recorder, flood**",
+        "**On disk**",
+        "**Recorder, realistic**",
+    ):
         assert heading in text
+    for measure in (
+        "x the floor",
+        "x the limit",
+        "where the time went",
+        "bytes per trade row",
+        "bytes per ticker row",
+        "GB a day",
+        "writer=bulk",
+    ):
+        assert measure in text
     assert "Parse + normalize" in text
     assert "Machine" in text
     assert "writer=low_latency" in text
+
+
+def test_bytes_per_row_sum_the_table_and_every_index_of_it(tmp_path: Path) -> None:
+    db = tmp_path / "layout.db"
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE t (k TEXT UNIQUE, v INTEGER)")
+        conn.execute("CREATE INDEX t_v ON t (v)")
+        conn.execute("CREATE TABLE c (k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(f"{i:08}", i) for i in range(5000)])
+        conn.executemany("INSERT INTO c VALUES (?, ?)", [(f"{i:08}", "x" * 40) for i in range(900)])
+        conn.commit()
+
+        t = bench_disk.table_bytes(db, "t")
+        assert t.method == "dbstat"
+        assert t.rows == 5000
+        assert set(t.btrees) == {"t", "sqlite_autoindex_t_1", "t_v"}
+        assert all(size > 0 for size in t.btrees.values())
+        c = bench_disk.table_bytes(db, "c")
+        assert set(c.btrees) == {"c"}
+        assert c.per_row is not None
+        assert 40 < c.per_row < 200
+        # Without dbstat: the pages a copy loses when the table goes (about the same).
+        dropped = bench_disk._dropped_bytes(conn, "t")
+    assert 0.7 * t.total < dropped <= 1.1 * t.total
+    assert 0.5 < bench_disk.gb_per_day(150, 300, 3_000_000) < 0.75
 
 
 @pytest.mark.postgresql

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json as _json
 import os
@@ -18,6 +19,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import MetaData, insert, select
 
 from bybit_adapter import RestSettings, WebSocketSettings
 from bybit_records import Category, Trade
@@ -36,14 +39,22 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> No
         await asyncio.sleep(0.02)
 
 
+#: (symbol, trade id) -> the counter value its time was made from
+_trade_times: dict[tuple[str, str], int] = {}
+
+
 def make_trade(symbol: str = "BTCUSDT", trade_id: str | None = None, **kw: object) -> Trade:
-    """A ``Trade`` record with distinct id, time and seq; override any field by keyword."""
+    """A ``Trade`` record with distinct id, time and seq; override any field by keyword.
+
+    A trade id given again keeps the time it was first given: a trade's time is part of
+    its key, as on the exchange."""
     n = next(_ids)
+    trade_id = trade_id or f"id-{n}"
     fields: dict[str, object] = {
         "category": Category.LINEAR,
         "symbol": symbol,
-        "trade_id": trade_id or f"id-{n}",
-        "trade_time_ms": 1_700_000_000_000 + n,
+        "trade_id": trade_id,
+        "trade_time_ms": 1_700_000_000_000 + _trade_times.setdefault((symbol, trade_id), n),
         "side": "Buy",
         "price": "28560.50",
         "size": "0.001",
@@ -84,17 +95,9 @@ FAST_STREAM = WebSocketSettings(
     backoff_initial=0.05,
     backoff_max=0.3,
 )
-FAST_PRIVATE = WebSocketSettings(
-    ping_interval=0.5,
-    pong_timeout=1.0,
-    silence_timeout=None,
-    stall_timeout=None,
-    open_timeout=1.0,
-    connect_timeout=1.0,
-    ack_timeout=2.0,
-    backoff_initial=0.05,
-    backoff_max=0.3,
-    auth_retry_min=0.5,
+#: private streams are quiet by nature: pongs, not data, prove them alive
+FAST_PRIVATE = dataclasses.replace(
+    FAST_STREAM, silence_timeout=None, stall_timeout=None, auth_retry_min=0.5
 )
 FAST_REST = RestSettings(timeout=2.0, max_retries=2, retry_initial=0.05, retry_max=0.1)
 FAST_WRITER = WriterSettings(batch_size=50, flush_interval=0.2)
@@ -190,9 +193,20 @@ def stop_process_group(proc: subprocess.Popen[Any]) -> None:
             proc.wait(5)
 
 
+#: The account ``SimProcess.with_account()`` serves: a key and secret no real account has.
+SIM_API_KEY = "KEY-e2e-7f3a91c0d2"
+SIM_API_SECRET = "SECRET-e2e-5b8e4d1f6a"
+
+
 class SimProcess:
     """``bybit-sim`` on a free port, as a subprocess (``prefix``: run it through, e.g.,
     ``ip netns exec NS``; then pass ``--host`` an address of that namespace)."""
+
+    @classmethod
+    def with_account(cls, *args: str) -> SimProcess:
+        """20 trades/s, and an account whose keys are ``SIM_API_KEY``/``SIM_API_SECRET``."""
+        account = ("--api-key", SIM_API_KEY, "--api-secret", SIM_API_SECRET)
+        return cls("--trade-rate", "20", *account, *args)
 
     def __init__(self, *args: str, prefix: Sequence[str] = ()) -> None:
         self.proc = subprocess.Popen(
@@ -352,3 +366,42 @@ def settled_violations(
         until = max((t.time_ms for t in truth if t.time_ms < now_ms - settle_ms), default=0)
         problems += invariant_violations(engine, truth, symbol, until)
     return problems
+
+
+# ---- a database as the first release made it ------------------------------------------
+
+#: the first release's schema (git 9e51506), per dialect: see the file's header
+RELEASE_1_SQL = Path(__file__).with_name("release_1.sql")
+
+
+def release_1_ddl(dialect: str) -> list[str]:
+    """The first release's CREATE statements on ``dialect``, in order."""
+    id_type = {"sqlite": "INTEGER", "postgresql": "BIGSERIAL"}[dialect]
+    text = RELEASE_1_SQL.read_text().replace("ID_TYPE", id_type)
+    lines = [line for line in text.splitlines() if not line.startswith("--")]
+    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
+
+
+def create_release_1(engine: Any) -> MetaData:
+    """The first release's tables in ``engine``'s database, as that release made them."""
+    with engine.begin() as connection:
+        for statement in release_1_ddl(engine.dialect.name):
+            connection.exec_driver_sql(statement)
+    old = MetaData()
+    old.reflect(bind=engine)
+    return old
+
+
+def by_run_ref(conn: Any, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of trades or tickers given with a ``run_id``, as stored: with the run's number
+    (``run_ref``, numbering the run in ``run_refs`` first if it has no number yet)."""
+    from grid_db import RunRef
+
+    refs = {r.run_id: r.ref for r in conn.execute(select(RunRef.run_id, RunRef.ref))}
+    for run_id in {row["run_id"] for row in rows} - refs.keys() - {None}:
+        conn.execute(insert(RunRef).values(run_id=run_id))
+        refs[run_id] = conn.scalar(select(RunRef.ref).where(RunRef.run_id == run_id))
+    return [
+        {**{k: v for k, v in row.items() if k != "run_id"}, "run_ref": refs.get(row["run_id"])}
+        for row in rows
+    ]

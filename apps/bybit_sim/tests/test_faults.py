@@ -141,6 +141,7 @@ async def test_clear(sim: BybitSimulator, session: aiohttp.ClientSession) -> Non
         "black_hole": False,
         "black_holed_upgrades_held": 0,
         "slow_ack": None,
+        "book": [],
     }
 
 

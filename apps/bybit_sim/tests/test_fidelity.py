@@ -175,3 +175,90 @@ async def test_trades_on_wire_equal_ground_truth(
         )
     ids = [t["i"] for t in wire]
     assert len(set(ids)) == len(ids)
+
+
+def _decimals(text: str) -> int:
+    return len(text.partition(".")[2])
+
+
+@pytest.mark.parametrize(
+    ("capture", "category", "topic", "envelope_keys"),
+    [
+        pytest.param(
+            LINEAR_INVERSE,
+            "linear",
+            "orderbook.1.BTCUSDT",
+            ["topic", "type", "ts", "data", "cts"],
+            id="linear-1",
+        ),
+        pytest.param(
+            LINEAR_INVERSE,
+            "linear",
+            "orderbook.50.BTCPERP",
+            ["topic", "type", "ts", "data", "cts"],
+            id="linear-50",
+        ),
+        pytest.param(
+            SPOT, "spot", "orderbook.1.BTCUSDT", ["topic", "ts", "type", "data", "cts"], id="spot-1"
+        ),
+        pytest.param(
+            SPOT,
+            "spot",
+            "orderbook.50.BTCUSDT",
+            ["topic", "ts", "type", "data", "cts"],
+            id="spot-50",
+        ),
+        pytest.param(
+            OPTION,
+            "option",
+            "orderbook.25.SOL-28APR23-30-C",
+            ["id", "topic", "ts", "data", "type"],
+            id="option-25",
+        ),
+    ],
+)
+async def test_book_frames_have_the_captured_shape(
+    capture: str,
+    category: str,
+    topic: str,
+    envelope_keys: list[str],
+    sim: BybitSimulator,
+    session: aiohttp.ClientSession,
+) -> None:
+    """Snapshot and delta: envelope keys (captured ones + ``cts``, added 2023-12), data keys
+    in the captured order, JSON types, and the symbol's price/size decimals."""
+    real = {f["type"]: f for f in captured(capture, topic)}
+    depth = int(topic.split(".")[1])
+    async with session.ws_connect(sim.public_ws_url.format(category=category)) as ws:
+        _, before = await subscribe(ws, [topic])
+        ours = {"snapshot": before[0]}
+        while "delta" not in ours and depth != 1:
+            frame, _ = await recv_until(ws, lambda f: f.get("topic") == topic)
+            ours.setdefault(frame["type"], frame)
+        if depth == 1:  # snapshot-only since 2025-03-20: the 2023 delta has no counterpart
+            for _ in range(3):
+                frame, _ = await recv_until(ws, lambda f: f.get("topic") == topic)
+                assert frame["type"] == "snapshot"
+    for kind, ours_frame in ours.items():
+        real_frame = real[kind]
+        assert list(ours_frame) == envelope_keys, kind
+        assert [k for k in envelope_keys if k in real_frame] == list(real_frame)
+        assert_like_capture(real_frame, ours_frame, f"{kind} envelope")
+        assert list(ours_frame["data"]) == list(real_frame["data"]), kind
+        assert_same_types(real_frame["data"], ours_frame["data"], f"{kind} data")
+        if "cts" in ours_frame:
+            assert isinstance(ours_frame["cts"], int)
+            assert ours_frame["cts"] <= ours_frame["ts"]
+        real_levels = [lv for side in ("b", "a") for lv in real_frame["data"][side]]
+        for side in ("b", "a"):
+            for level in ours_frame["data"][side]:
+                assert len(level) == 2
+                assert all(isinstance(x, str) for x in level)
+                assert _decimals(level[0]) == _decimals(real_levels[0][0])
+                if level[1] == "0":
+                    continue
+                if category == "spot":  # spot sizes drop trailing zeros ("0.07562")
+                    assert _decimals(level[1]) <= 6
+                    assert not level[1].endswith("0") or "." not in level[1]
+                else:
+                    assert _decimals(level[1]) == _decimals(real_levels[0][1])

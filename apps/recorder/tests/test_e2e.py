@@ -16,7 +16,17 @@ import psutil
 import pytest
 import yaml
 
-from testkit import FAST_OVERRIDES, SimProcess, db_count, db_rows, finish, start_recorder, wait_sync
+from testkit import (
+    FAST_OVERRIDES,
+    SIM_API_KEY,
+    SIM_API_SECRET,
+    SimProcess,
+    db_count,
+    db_rows,
+    finish,
+    start_recorder,
+    wait_sync,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -26,9 +36,7 @@ TIMEOUT_S = 30
 
 @pytest.fixture
 def sim() -> Iterator[SimProcess]:
-    with SimProcess(
-        "--trade-rate", "20", "--api-key", "e2e-key-4b1f", "--api-secret", "e2e-secret-9c1d"
-    ) as process:
+    with SimProcess.with_account() as process:
         yield process
 
 
@@ -141,7 +149,7 @@ def test_private_streams_are_recorded_without_a_trace_of_the_secret(
     sim: SimProcess, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "private"
-    env = {"BYBIT_API_KEY": "e2e-key-4b1f", "BYBIT_API_SECRET": "e2e-secret-9c1d"}
+    env = {"BYBIT_API_KEY": SIM_API_KEY, "BYBIT_API_SECRET": SIM_API_SECRET}
     proc = start_recorder(
         "account=env",
         *sim.network_overrides(),
@@ -164,9 +172,9 @@ def test_private_streams_are_recorded_without_a_trace_of_the_secret(
     for path in run_dir.rglob("*"):
         if path.is_file():
             data = path.read_bytes()
-            assert b"e2e-secret-9c1d" not in data, path
-            assert b"e2e-key-4b1f" not in data, path
-    assert "e2e-secret-9c1d" not in done.stdout
+            assert SIM_API_SECRET.encode() not in data, path
+            assert SIM_API_KEY.encode() not in data, path
+    assert SIM_API_SECRET not in done.stdout
 
 
 def test_session_json_says_how_to_run_the_session_again(sim: SimProcess, tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ from grid_db.repositories import DEAD_RUN_ERROR
 from recorder_tools.check import CompletenessReport, SymbolReport, check_completeness, load_truth
 from testkit import (
     FAST_OVERRIDES,
+    SIM_API_KEY,
+    SIM_API_SECRET,
     SimProcess,
     db_count,
     db_rows,
@@ -41,9 +43,7 @@ TRADES = "SELECT count(*) FROM public_trades"
 
 @pytest.fixture
 def sim() -> Iterator[SimProcess]:
-    with SimProcess(
-        "--trade-rate", "20", "--api-key", "fault-key", "--api-secret", "fault-secret"
-    ) as process:
+    with SimProcess.with_account() as process:
         yield process
 
 
@@ -128,6 +128,14 @@ class Session:
         return db_rows(self.db, "SELECT status FROM runs ORDER BY started_at_ms")
 
 
+@pytest.fixture
+def session(sim: SimProcess, tmp_path: Path) -> Session:
+    """A recorder recording from ``sim`` into ``tmp_path/s``, with trades stored."""
+    recording = Session(sim, tmp_path / "s")
+    recording.wait_trades(20)
+    return recording
+
+
 def by_symbol(report: CompletenessReport) -> dict[str, SymbolReport]:
     return {s.symbol: s for s in report.symbols}
 
@@ -136,8 +144,7 @@ def assert_invariant(report: CompletenessReport) -> None:
     assert report.ok, report.format_text()
 
 
-def test_abrupt_drop_with_refused_reconnects_is_filled(sim: SimProcess, tmp_path: Path) -> None:
-    session = Session(sim, tmp_path / "s")
+def test_abrupt_drop_with_refused_reconnects_is_filled(sim: SimProcess, session: Session) -> None:
     session.wait_trades(30)
     sim.drop_connections(refuse_for=3)
     session.wait_log(r"gap publicTrade linear ETHUSDT disconnect: filled")
@@ -155,9 +162,7 @@ def test_abrupt_drop_with_refused_reconnects_is_filled(sim: SimProcess, tmp_path
     assert sum(g[6] for g in gaps) > 0
 
 
-def test_a_stall_is_replaced_within_the_configured_time(sim: SimProcess, tmp_path: Path) -> None:
-    session = Session(sim, tmp_path / "s")
-    session.wait_trades(20)
+def test_a_stall_is_replaced_within_the_configured_time(sim: SimProcess, session: Session) -> None:
     stalled_at = time.monotonic()
     sim.post("/sim/faults/stall", {"seconds": 30})
     session.wait_log(r"connection lost \((pong_timeout|stall)", timeout=15)
@@ -223,9 +228,8 @@ def test_a_transient_rest_failure_is_retried_and_filled(sim: SimProcess, tmp_pat
 
 
 def test_an_outage_longer_than_the_rest_window_is_partial_and_exact(
-    sim: SimProcess, tmp_path: Path
+    sim: SimProcess, session: Session
 ) -> None:
-    session = Session(sim, tmp_path / "s")
     session.wait_trades(30)
     sim.post("/sim/faults/recent_trade_limit", {"n": 5})
     sim.drop_connections(refuse_for=3)
@@ -260,10 +264,8 @@ print("released", flush=True)
 
 
 def test_a_database_locked_by_another_process_delays_but_loses_nothing(
-    sim: SimProcess, tmp_path: Path
+    sim: SimProcess, session: Session
 ) -> None:
-    session = Session(sim, tmp_path / "s")
-    session.wait_trades(20)
     holder = subprocess.Popen(
         [sys.executable, "-c", LOCK_SCRIPT, str(session.db), "4"], stdout=subprocess.PIPE, text=True
     )
@@ -345,10 +347,8 @@ def test_sigkill_with_the_default_per_session_database_is_marked_aborted_by_the_
 
 
 def test_malformed_frames_are_counted_kept_and_not_flooding_the_log(
-    sim: SimProcess, tmp_path: Path
+    sim: SimProcess, session: Session
 ) -> None:
-    session = Session(sim, tmp_path / "s")
-    session.wait_trades(20)
     sim.post("/sim/faults/malformed_frames", {"n": 40})
     wait_sync(
         lambda: db_count(session.db, "SELECT count(*) FROM rejected_frames") >= 40,
@@ -365,7 +365,7 @@ def test_malformed_frames_are_counted_kept_and_not_flooding_the_log(
 def test_a_wrong_api_key_fails_clearly_while_public_recording_continues(
     sim: SimProcess, tmp_path: Path
 ) -> None:
-    env = {"BYBIT_API_KEY": "fault-key", "BYBIT_API_SECRET": "not-the-secret"}
+    env = {"BYBIT_API_KEY": SIM_API_KEY, "BYBIT_API_SECRET": "not-the-secret"}
     session = Session(sim, tmp_path / "s", "account=env", env=env)
     session.wait_log(r"private auth failed \(invalid_key\)")
     session.wait_trades(40)
@@ -382,7 +382,7 @@ def test_a_wrong_api_key_fails_clearly_while_public_recording_continues(
 def test_private_recording_resumes_after_a_drop_and_missed_executions_are_recovered(
     sim: SimProcess, tmp_path: Path
 ) -> None:
-    env = {"BYBIT_API_KEY": "fault-key", "BYBIT_API_SECRET": "fault-secret"}
+    env = {"BYBIT_API_KEY": SIM_API_KEY, "BYBIT_API_SECRET": SIM_API_SECRET}
     session = Session(sim, tmp_path / "s", "account=env", env=env)
     session.wait_log(r"private: authenticated")
     wait_sync(
@@ -453,17 +453,8 @@ def test_an_expired_signature_from_clock_skew_is_reported_while_public_recording
     tmp_path: Path,
 ) -> None:
     # The server's clock runs 60 s ahead: our `expires` (now + 10 s) is already past.
-    with SimProcess(
-        "--trade-rate",
-        "20",
-        "--api-key",
-        "fault-key",
-        "--api-secret",
-        "fault-secret",
-        "--clock-offset-ms",
-        "60000",
-    ) as skewed:
-        env = {"BYBIT_API_KEY": "fault-key", "BYBIT_API_SECRET": "fault-secret"}
+    with SimProcess.with_account("--clock-offset-ms", "60000") as skewed:
+        env = {"BYBIT_API_KEY": SIM_API_KEY, "BYBIT_API_SECRET": SIM_API_SECRET}
         session = Session(skewed, tmp_path / "s", "account=env", env=env)
         session.wait_log(r"private auth failed \(expired\): Params Error; check the clock")
         session.wait_trades(40)

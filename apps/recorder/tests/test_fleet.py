@@ -210,7 +210,8 @@ def _truth_count(sim: SimProcess, symbol: str) -> int:
 
 
 TICKERS_PER_HOST = (
-    "SELECT r.host, count(*) FROM ticker_snapshots t JOIN runs r ON r.id = t.run_id GROUP BY r.host"
+    "SELECT r.host, count(*) FROM ticker_snapshots t JOIN run_refs rr ON rr.ref = t.run_ref "
+    "JOIN runs r ON r.id = rr.run_id GROUP BY r.host"
 )
 TRADES_PER_SYMBOL = "SELECT symbol, count(*) FROM public_trades GROUP BY symbol"
 R1_TRADE_GAPS = (
@@ -322,7 +323,8 @@ def test_a_fleet_of_hosts_records_once_and_the_union_has_no_hole(
     symbols = dict(fleet.query(TRADES_PER_SYMBOL))
     figures["trades_stored"] = symbols
     figures["rows_per_host"] = fleet.per_host(
-        "SELECT r.host, count(*) FROM public_trades t JOIN runs r ON r.id = t.run_id GROUP BY r.host"
+        "SELECT r.host, count(*) FROM public_trades t JOIN run_refs rr ON rr.ref = t.run_ref "
+        "JOIN runs r ON r.id = rr.run_id GROUP BY r.host"
     )
 
     # ---- recorder-check: the union holds every trade exactly once --------------------

@@ -89,6 +89,14 @@ def test_format_health_without_process_figures_or_gaps() -> None:
     )
 
 
+def test_format_health_counts_the_tickers_sampled_out() -> None:
+    """With ``tickers.min_interval_ms`` the tickers writer says how many states it never got."""
+    parts = format_health(snapshot(tickers_sampled_out=4321)).split(" | ")
+    assert parts[4].startswith("tickers received=120 written=100 ")
+    assert parts[4].endswith(" BACKPRESSURE sampled_out=4321")
+    assert "sampled_out" not in format_health(snapshot())  # every push kept: not shown
+
+
 def test_short_uptimes_are_minutes_and_seconds() -> None:
     assert format_health(snapshot(uptime_s=65.2)).startswith("health uptime=1m05s ")
 

@@ -28,10 +28,19 @@ from recorder.redaction import (
     install_log_redaction,
     scrub_files,
 )
-from testkit import FAST_OVERRIDES, SimProcess, finish, script, start_process, wait_sync
+from testkit import (
+    FAST_OVERRIDES,
+    SIM_API_KEY,
+    SIM_API_SECRET,
+    SimProcess,
+    finish,
+    script,
+    start_process,
+    wait_sync,
+)
 
-API_KEY = "KEY-e2e-7f3a91c0d2"
-API_SECRET = "SECRET-e2e-5b8e4d1f6a"
+API_KEY = SIM_API_KEY
+API_SECRET = SIM_API_SECRET
 WRONG_SECRET = "WRONG-e2e-c4a7e09b13"
 DB_PASSWORD = "PW-e2e-93d1aa7c5e"
 SECRETS = (API_KEY, WRONG_SECRET, DB_PASSWORD)
@@ -134,9 +143,7 @@ def test_scrub_files_rewrites_only_files_holding_a_secret(tmp_path: Path) -> Non
 
 @pytest.fixture
 def sim() -> Iterator[SimProcess]:
-    with SimProcess(
-        "--trade-rate", "20", "--api-key", API_KEY, "--api-secret", API_SECRET
-    ) as process:
+    with SimProcess.with_account() as process:
         yield process
 
 

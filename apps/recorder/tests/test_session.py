@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,27 @@ def count(db: DatabaseFactory, table: Any, **where: Any) -> int:
     )
     with db.engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
+
+
+async def test_books_depths_records_the_books_of_every_symbol(
+    make_config: Any, tmp_path: Path, db: DatabaseFactory
+) -> None:
+    recorder = Recorder(make_config("books.depths=[50,1]"), db, tmp_path)
+    await recorder.start()
+    books = tables.orderbook_updates.table
+    try:
+        assert "books" in [w.name for w in recorder.pipeline.writers]
+        assert "books" in format_health(recorder.health())
+        every_book = [(s, d) for s in ("BTCUSDT", "ETHUSDT") for d in (50, 1)]
+        await wait_until(
+            lambda: all(count(db, books, symbol=s, depth=d) > 3 for s, d in every_book)
+        )
+    finally:
+        await recorder.stop()
+    run = RunRepository(db.engine).get(recorder.run_id)
+    assert run is not None
+    assert (run.status, run.error) == ("completed", None)
+    assert json.loads(run.config_json)["books"]["depths"] == [50, 1]
 
 
 async def test_a_session_records_and_closes_its_run(
@@ -53,8 +75,10 @@ async def test_a_session_records_and_closes_its_run(
     assert run.ended_at_ms is not None
     trades, tickers = tables.public_trades.table, tables.ticker_snapshots.table
     for symbol in ("BTCUSDT", "ETHUSDT"):
-        assert count(db, trades, symbol=symbol, run_id=recorder.run_id) > 0
-        assert count(db, tickers, symbol=symbol, run_id=recorder.run_id) > 0
+        # trades and tickers name their run by its number
+        run_ref = RunRepository(db.engine).ref_of(recorder.run_id)
+        assert count(db, trades, symbol=symbol, run_ref=run_ref) > 0
+        assert count(db, tickers, symbol=symbol, run_ref=run_ref) > 0
     # everything received was written before the run was closed
     assert count(db, trades) == received(recorder, Trade)
     assert ReferenceDataRepository(db.engine).get_account(ACCOUNT_ID) is None

@@ -27,6 +27,7 @@ from recorder_tools.check import (
     symbols_in_db,
 )
 from recorder_tools.schema import GAPS, PUBLIC_TRADES, RUNS
+from testkit import by_run_ref
 
 T0 = 1_700_000_000_000
 RUN_A = "00000000-0000-4000-8000-00000000000a"
@@ -131,7 +132,7 @@ class SessionDb:
         """Stores ``rows`` as the recorder does (a trade already stored is skipped); how many."""
         with self.engine.begin() as conn:
             return conn.execute(
-                sqlite_insert(PUBLIC_TRADES).on_conflict_do_nothing(), rows
+                sqlite_insert(PUBLIC_TRADES).on_conflict_do_nothing(), by_run_ref(conn, rows)
             ).rowcount
 
     def gaps(self, rows: list[dict[str, Any]]) -> None:
@@ -346,7 +347,7 @@ def test_duplicate_rows_are_reported(session_db: SessionDb) -> None:
     trades = truth(4)
     rows = [trade_row(t) for t in trades] + [trade_row(trades[2], RUN_B)]
     with session_db.engine.begin() as conn:
-        conn.execute(PUBLIC_TRADES.insert(), rows)
+        conn.execute(PUBLIC_TRADES.insert(), by_run_ref(conn, rows))
     report = check_completeness(session_db.path, trades)
     assert not report.ok
     (duplicate,) = report.symbol("BTCUSDT").duplicates

@@ -16,6 +16,7 @@ from recorder_tools import intervals
 from recorder_tools.export import export
 from recorder_tools.report import build_report
 from recorder_tools.schema import PUBLIC_TRADES, RUNS, TICKER_SNAPSHOTS
+from testkit import by_run_ref
 
 DAY = intervals.DAY_MS
 T0 = 1_795_478_400_000  # 2026-11-24 00:00 UTC
@@ -52,37 +53,45 @@ def make_db(folder: Path, started_ms: int, trades: list[tuple[str, int, str, str
             )
             conn.execute(
                 PUBLIC_TRADES.insert(),
-                [
-                    {
-                        "category": "linear",
-                        "symbol": "BTCUSDT",
-                        "trade_id": trade_id,
-                        "trade_time_ms": time_ms,
-                        "side": "Buy",
-                        "price": price,
-                        "size": size,
-                        "is_block_trade": False,
-                        "exchange_ts_ms": time_ms,
-                        "received_ts_ms": time_ms + 1,
-                        "source": "ws",
-                        "run_id": run_id,
-                    }
-                    for trade_id, time_ms, price, size in trades
-                ],
+                by_run_ref(
+                    conn,
+                    [
+                        {
+                            "category": "linear",
+                            "symbol": "BTCUSDT",
+                            "trade_id": trade_id,
+                            "trade_time_ms": time_ms,
+                            "side": "Buy",
+                            "price": price,
+                            "size": size,
+                            "is_block_trade": False,
+                            "exchange_ts_ms": time_ms,
+                            "received_ts_ms": time_ms + 1,
+                            "source": "ws",
+                            "run_id": run_id,
+                        }
+                        for trade_id, time_ms, price, size in trades
+                    ],
+                ),
             )
             conn.execute(
                 TICKER_SNAPSHOTS.insert(),
-                {
-                    "category": "linear",
-                    "symbol": "BTCUSDT",
-                    "exchange_ts_ms": started_ms,
-                    "received_ts_ms": started_ms,
-                    "frame_type": "snapshot",
-                    "last_price": "28560.50",
-                    "funding_rate": "",
-                    "data": "{}",
-                    "run_id": run_id,
-                },
+                *by_run_ref(
+                    conn,
+                    [
+                        {
+                            "category": "linear",
+                            "symbol": "BTCUSDT",
+                            "exchange_ts_ms": started_ms,
+                            "received_ts_ms": started_ms,
+                            "frame_type": "snapshot",
+                            "last_price": "28560.50",
+                            "funding_rate": "",
+                            "data": "{}",
+                            "run_id": run_id,
+                        }
+                    ],
+                ),
             )
     finally:
         engine.dispose()

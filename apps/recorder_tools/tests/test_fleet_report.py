@@ -23,6 +23,7 @@ from recorder_tools.report.findings import NO_HOLES_IN_UNION
 from recorder_tools.report.model import Report
 from recorder_tools.report.tables import print_report
 from recorder_tools.schema import GAPS, PUBLIC_TRADES, RUNS, TICKER_SNAPSHOTS
+from testkit import by_run_ref
 
 T0 = 1_700_000_000_000
 END = T0 + 60_000
@@ -48,6 +49,8 @@ class FleetDb:
 
     def insert(self, table: Any, rows: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:
+            if "run_ref" in table.c:
+                rows = by_run_ref(conn, rows)
             conn.execute(sqlite_insert(table).on_conflict_do_nothing(), rows)
 
     def run(

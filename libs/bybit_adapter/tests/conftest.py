@@ -21,21 +21,19 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bybit_adapter import Outage, RestSettings, WebSocketSettings
+from bybit_adapter import Outage, RestSettings
 from bybit_records import Category, Record, RejectedFrame, Ticker, Trade
+from testkit import FAST_STREAM
 
 #: Every bound scaled down so that a fault is found and healed within a second or two:
 #: silence (1.0) < stall (2.0); open and ack bounds (1.0) shorter than the faults.
-FAST = WebSocketSettings(
+FAST = dataclasses.replace(
+    FAST_STREAM,
     ping_interval=0.3,
     pong_timeout=0.5,
     silence_timeout=1.0,
     stall_timeout=2.0,
-    connect_timeout=1.0,
-    open_timeout=1.0,
     ack_timeout=1.0,
-    backoff_initial=0.05,
-    backoff_max=0.3,
     auth_retry_min=0.5,
 )
 #: The private stream: quiet by nature, so no silence or stall detection (its default).

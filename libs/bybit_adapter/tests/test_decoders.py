@@ -120,41 +120,45 @@ def test_inverse_ticker_delta_is_merged_into_the_snapshot() -> None:
     snapshot, delta = by_topic(LINEAR_INVERSE, "tickers.BTCUSD")
     first = decoder.frame(snapshot, 1_000_000)
     second = decoder.frame(delta, 2_000_000)
-    assert first.data == snapshot["data"]
+    # The whole state is kept: the fields without a column in ``data``, as sent.
+    assert first.state() == snapshot["data"]
+    assert first.data == {"tickDirection": "MinusTick", "prevPrice1h": "28500.50"}
     assert first.frame_type is FrameType.SNAPSHOT
     assert second.frame_type is FrameType.DELTA
     assert (second.exchange_ts_ms, second.cross_seq) == (1680673822776, 20856433603)
     assert (first.received_ts_ms, second.received_ts_ms) == (1, 2)
     # changed by the delta
-    assert second.data["openInterest"] == second.open_interest == "449736674"
+    assert second.state()["openInterest"] == second.open_interest == "449736674"
     # absent from the delta, so carried over from the snapshot
-    assert second.data["lastPrice"] == second.last_price == "28560.00"
-    assert second.data["markPrice"] == second.mark_price == "28560.00"
-    assert second.data["volume24h"] == second.volume_24h == "661543991"
-    assert set(second.data) == set(snapshot["data"])
+    assert second.state()["lastPrice"] == second.last_price == "28560.00"
+    assert second.state()["markPrice"] == second.mark_price == "28560.00"
+    assert second.state()["volume24h"] == second.volume_24h == "661543991"
+    # of the fields without a column, a delta row holds those the delta sent (none here)
+    assert second.data == {}
+    assert second.state().keys() == snapshot["data"].keys() - first.data.keys()
     # the first record's state is not mutated by the merge
-    assert first.data["openInterest"] == first.open_interest == "449736676"
+    assert first.state()["openInterest"] == first.open_interest == "449736676"
 
 
 def test_future_ticker_keeps_empty_strings_as_values() -> None:
     decoder = TickerDecoder(Category.INVERSE)
     snapshot, delta = by_topic(LINEAR_INVERSE, "tickers.BTCUSDU23")
-    decoder.frame(snapshot, 1)
+    first = decoder.frame(snapshot, 1)
     merged = decoder.frame(delta, 2)
-    assert merged.data["fundingRate"] == merged.funding_rate == ""
-    assert merged.data["nextFundingTime"] == merged.next_funding_time == ""
-    assert merged.data["basisRate"] == "0.01603111"
-    assert merged.data["deliveryTime"] == "2023-09-29T08:00:00Z"
+    assert merged.state()["fundingRate"] == merged.funding_rate == ""
+    assert merged.state()["nextFundingTime"] == merged.next_funding_time == ""
+    assert {**first.data, **merged.data}["basisRate"] == "0.01603111"
+    assert first.state()["deliveryTime"] == "2023-09-29T08:00:00Z"
 
 
 def test_linear_and_option_ticker_snapshots() -> None:
     linear = TickerDecoder(Category.LINEAR).frame(by_topic(LINEAR_INVERSE, "tickers.BTCUSDT")[0], 1)
     assert (linear.symbol, linear.bid1_price, linear.ask1_size) == ("BTCUSDT", "28550.70", "15.328")
-    assert linear.data["bid1Price"] == "28550.70"
+    assert linear.state()["bid1Price"] == "28550.70"
     options = TickerDecoder(Category.OPTION)
     records = [options.frame(f, 1) for f in OPTION if f["topic"].startswith("tickers.")]
     assert [r.symbol for r in records] == ["SOL-28APR23-24-C", "ETH-30JUN23-200-P"]
-    assert records[0].data["delta"] == "0.42723543"
+    assert records[0].state()["delta"] == "0.42723543"
     assert all(r.category is Category.OPTION for r in records)
 
 
@@ -233,14 +237,14 @@ def test_every_captured_frame_is_recorded_or_rejected_with_a_reason(feed: Any) -
         assert stream.stats.data_frames + stream.stats.rejected_frames == len(items)
         for rejected in sink.rejections:
             topic = json.loads(rejected.payload)["topic"]
-            assert topic.split(".")[0] in {"orderbook", "liquidation", "allLiquidation"}
+            assert topic.split(".")[0] in {"liquidation", "allLiquidation"}
             assert rejected.reason == f"unsupported topic {topic!r}"
             assert rejected.stream == f"public.{category.value}"
         assert all(r.category is category for r in sink.received)
         records += stream.stats.data_frames
         rejections += len(sink.rejections)
-    assert records == 12  # 4 trade frames + 8 ticker frames
-    assert rejections == 15  # order books and liquidations are not recorded
+    assert records == 24  # 4 trade frames + 8 ticker frames + 12 order-book frames
+    assert rejections == 3  # liquidations are not recorded
 
 
 @pytest.mark.parametrize(

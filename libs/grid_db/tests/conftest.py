@@ -16,6 +16,8 @@ import pytest
 from sqlalchemy import Connection, Engine, func, select
 
 from bybit_records import (
+    BookKind,
+    BookUpdate,
     Category,
     DataSource,
     Execution,
@@ -37,6 +39,7 @@ from grid_db import (
     RecordTable,
     ReferenceDataRepository,
     RowContext,
+    RunRef,
     RunRepository,
     table_of,
     write_records,
@@ -105,13 +108,21 @@ class DbHelpers:
         run_id: str | None = None,
         account_id: str | None = None,
     ) -> int:
-        """``write_records`` of a batch of one record type, in its own transaction."""
+        """``write_records`` of a batch of one record type, in its own transaction (the
+        run's number looked up as the recorder does)."""
         table = table_of(type(batch[0]))
-        context = RowContext(run_id=run_id, account_id=account_id)
-        if isinstance(engine, Connection):
-            return write_records(engine, table, batch, context)
-        with engine.begin() as connection:
+
+        def write(connection: Connection) -> int:
+            ref = None
+            if run_id is not None:
+                ref = connection.scalar(select(RunRef.ref).where(RunRef.run_id == run_id))
+            context = RowContext(run_id=run_id, account_id=account_id, run_ref=ref)
             return write_records(connection, table, batch, context)
+
+        if isinstance(engine, Connection):
+            return write(engine)
+        with engine.begin() as connection:
+            return write(connection)
 
     @staticmethod
     def count(engine: Engine, table: RecordTable[Any], *where: Any) -> int:
@@ -127,7 +138,7 @@ class DbHelpers:
     @staticmethod
     def rows(engine: Engine, table: RecordTable[Any], *where: Any) -> list[Any]:
         """The raw rows of ``table`` (every column, context ones included), insertion order."""
-        statement = select(table.table).where(*where).order_by(table.table.c.id)
+        statement = select(table.table).where(*where).order_by(*table.storage_order)
         with engine.connect() as connection:
             return list(connection.execute(statement).all())
 
@@ -346,6 +357,22 @@ class RecordBuilder:
             payload='{"topic": "publicTrade.BTCUSDT", "data": [{"T": 1}]}',
         )
 
+    @staticmethod
+    def book(exchange_ts_ms: int, kind: BookKind, update_id: int) -> BookUpdate:
+        return BookUpdate(
+            category=Category.LINEAR,
+            symbol="BTCUSDT",
+            depth=50,
+            kind=kind,
+            update_id=update_id,
+            seq=update_id * 7,
+            match_ts_ms=exchange_ts_ms - 2,
+            exchange_ts_ms=exchange_ts_ms,
+            received_ts_ms=exchange_ts_ms + 4,
+            bids=[["28560.40", "1.5"], ["28560.30", "0"]],
+            asks=[["28560.60", "0.2"]],
+        )
+
     def one_of_each(self) -> list[list[Record]]:
         """Two records of every type: one with every optional field set, one with None."""
         b = BASE_MS
@@ -354,6 +381,10 @@ class RecordBuilder:
             [
                 self.ticker(b, frame_type=FrameType.SNAPSHOT),
                 _replace(self.ticker(b + 1), cross_seq=None, last_price=None, data={}),
+            ],
+            [
+                self.book(b, BookKind.SNAPSHOT, 10),
+                _replace(self.book(b + 20, BookKind.DELTA, 11), seq=None, match_ts_ms=None),
             ],
             [
                 self.execution("e-1"),

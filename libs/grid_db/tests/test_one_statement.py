@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from bybit_records import Record
+from bybit_records import BookKind, Record
 from grid_db import (
     RECORD_TABLES,
     DatabaseFactory,
@@ -36,6 +36,7 @@ def _makers(records: Any) -> dict[RecordTable[Any], Callable[[int], Record]]:
     return {
         tables.public_trades: records.trade,
         tables.ticker_snapshots: records.ticker,
+        tables.orderbook_updates: lambda i: records.book(records.base_ms + i, BookKind.DELTA, i),
         tables.private_executions: lambda i: records.execution(f"e-{i}"),
         tables.orders: lambda i: records.order(f"o-{i}", updated_time_ms=records.base_ms + i),
         tables.position_snapshots: records.position,

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from bybit_records import (
+    BookUpdate,
     DataSource,
     Execution,
     FillStatus,
@@ -46,8 +47,13 @@ DIALECTS: dict[str, Dialect] = {"sqlite": sqlite.dialect(), "postgresql": postgr
 by_name = pytest.mark.parametrize("table", RECORD_TABLES, ids=lambda t: t.name)
 
 EXPECTED = {
-    Trade: ("public_trades", ("category", "symbol", "trade_id"), ("run_id",)),
-    Ticker: ("ticker_snapshots", None, ("run_id",)),
+    Trade: ("public_trades", ("category", "symbol", "trade_time_ms", "trade_id"), ("run_ref",)),
+    Ticker: ("ticker_snapshots", None, ("run_ref",)),
+    BookUpdate: (
+        "orderbook_updates",
+        ("category", "symbol", "depth", "exchange_ts_ms", "update_id", "kind"),
+        ("run_ref",),
+    ),
     Execution: ("private_executions", ("exec_id",), ("account_id", "run_id")),
     Order: ("orders", ("order_id", "updated_time_ms", "order_status"), ("account_id", "run_id")),
     Position: ("position_snapshots", None, ("account_id", "run_id")),
@@ -69,6 +75,7 @@ def test_one_table_per_record_type() -> None:
         "bybit_accounts",
         "strategies",
         "runs",
+        "run_refs",
         "schema_migrations",
     } == set(Base.metadata.tables)
 
@@ -79,12 +86,14 @@ def test_columns_are_the_record_fields_then_the_context(table: RecordTable[Any])
     context = list(EXPECTED[table.record][2])
     assert fields == [f.name for f in msgspec.structs.fields(table.record)]
     assert list(table.column_names) == fields + context
-    assert [c.name for c in table.table.columns] == ["id", *fields, *context]
+    surrogate = [] if table.clustered else ["id"]
+    assert [c.name for c in table.table.columns] == [*surrogate, *fields, *context]
     for info in record_fields(table.record):
         column = table.table.c[info.name]
         assert column.nullable is info.nullable, info.name
         assert isinstance(column.type, _expected_type(info.type)), info.name
-    assert table.table.c.id.primary_key
+    key = table.natural_key if table.clustered else ("id",)
+    assert tuple(c.name for c in table.table.primary_key.columns) == key
 
 
 def _expected_type(field_type: Any) -> type[Any]:
@@ -100,10 +109,13 @@ def _expected_type(field_type: Any) -> type[Any]:
 
 @by_name
 def test_context_columns_reference_runs_and_accounts(table: RecordTable[Any]) -> None:
-    run = table.table.c.run_id
+    by_ref = ContextColumn.RUN_REF in table.context
+    run = table.table.c.run_ref if by_ref else table.table.c.run_id
     assert run.nullable
     ((run_fk),) = run.foreign_keys
-    assert (run_fk.target_fullname, run_fk.ondelete) == ("runs.id", "SET NULL")
+    target = "run_refs.ref" if by_ref else "runs.id"
+    assert (run_fk.target_fullname, run_fk.ondelete) == (target, "SET NULL")
+    assert by_ref is (table.name in ("public_trades", "ticker_snapshots", "orderbook_updates"))
     if ContextColumn.ACCOUNT in table.context:
         account = table.table.c.account_id
         assert not account.nullable
@@ -118,14 +130,19 @@ def test_context_columns_reference_runs_and_accounts(table: RecordTable[Any]) ->
 
 @by_name
 def test_the_natural_key_is_a_unique_constraint(table: RecordTable[Any]) -> None:
+    """... or, in a clustered table, the primary key."""
     uniques = [
         tuple(c.name for c in constraint.columns)
         for constraint in table.table.constraints
         if type(constraint).__name__ == "UniqueConstraint"
     ]
+    primary = tuple(c.name for c in table.table.primary_key.columns)
     if table.natural_key is None:
         assert uniques == []
         assert not table.ignores_duplicates
+    elif table.clustered:
+        assert (uniques, primary) == ([], table.natural_key)
+        assert table.ignores_duplicates
     else:
         assert uniques == [table.natural_key]
         assert table.ignores_duplicates
@@ -178,7 +195,9 @@ def test_ddl_compiles_on_both_dialects(table: Table, dialect_name: str) -> None:
         assert f"CONSTRAINT {name} CHECK ({sqltext})" in ddl
 
 
-@by_name
+@pytest.mark.parametrize(
+    "table", [t for t in RECORD_TABLES if not t.clustered], ids=lambda t: t.name
+)
 def test_autoincrement_ids_are_bigint_on_postgresql_and_the_rowid_on_sqlite(
     table: RecordTable[Any],
 ) -> None:
@@ -188,6 +207,16 @@ def test_autoincrement_ids_are_bigint_on_postgresql_and_the_rowid_on_sqlite(
     assert "id INTEGER NOT NULL" in str(
         CreateTable(table.table).compile(dialect=DIALECTS["sqlite"])
     )
+
+
+def test_trades_are_clustered_by_time_without_a_rowid() -> None:
+    """SQLite stores the trades in key order (WITHOUT ROWID), so a trade arriving in time
+    order is appended instead of updating a random page of a second, unique index."""
+    ddl = str(CreateTable(tables.public_trades.table).compile(dialect=DIALECTS["sqlite"]))
+    assert ddl.rstrip().endswith("WITHOUT ROWID")
+    assert "PRIMARY KEY (category, symbol, trade_time_ms, trade_id)" in ddl
+    assert list(tables.public_trades.table.indexes) == []
+    assert [t.name for t in RECORD_TABLES if t.clustered] == ["public_trades", "orderbook_updates"]
 
 
 def test_constraint_and_index_names_fit_postgresql() -> None:
@@ -249,11 +278,17 @@ def test_the_created_schema_matches_the_records(database: DatabaseFactory) -> No
     assert set(inspector.get_table_names()) == set(Base.metadata.tables)
     for table in RECORD_TABLES:
         columns = {c["name"]: c for c in inspector.get_columns(table.name)}
-        assert list(columns) == ["id", *table.column_names]
+        surrogate = [] if table.clustered else ["id"]
+        assert list(columns) == [*surrogate, *table.column_names]
         for info in record_fields(table.record):
             assert columns[info.name]["nullable"] is info.nullable, (table.name, info.name)
         uniques = [tuple(u["column_names"]) for u in inspector.get_unique_constraints(table.name)]
-        assert uniques == ([] if table.natural_key is None else [table.natural_key])
+        primary = tuple(inspector.get_pk_constraint(table.name)["constrained_columns"])
+        if table.clustered:
+            assert (uniques, primary) == ([], table.natural_key), table.name
+        else:
+            assert uniques == ([] if table.natural_key is None else [table.natural_key])
+            assert primary == ("id",)
         checks = {c["name"] for c in inspector.get_check_constraints(table.name)}
         assert checks == set(_checks(table.table)), table.name
         indexes = {
@@ -297,8 +332,9 @@ def test_record_of_reads_plain_sql_rows_too(
         db.write(database.engine, batch, account_id=account_id)
         table = table_of(type(batch[0]))
         names = ", ".join(table.column_names)
+        order = ", ".join(c.name for c in table.storage_order)
         with database.engine.connect() as connection:
-            rows = connection.exec_driver_sql(f"SELECT {names} FROM {table.name} ORDER BY id")
+            rows = connection.exec_driver_sql(f"SELECT {names} FROM {table.name} ORDER BY {order}")
             assert [table.record_of(row) for row in rows] == batch
-            mappings = connection.exec_driver_sql(f"SELECT * FROM {table.name} ORDER BY id")
+            mappings = connection.exec_driver_sql(f"SELECT * FROM {table.name} ORDER BY {order}")
             assert [table.record_of(dict(row._mapping)) for row in mappings] == batch

@@ -23,6 +23,7 @@ from grid_db import (
     DatabasePathError,
     DatabaseSettings,
     RowContext,
+    RunRepository,
     tables,
     write_records,
     write_rows,
@@ -89,13 +90,14 @@ def test_write_rows_takes_rows_in_column_order(
     database: DatabaseFactory, records: Any, db: Any, run_id: str
 ) -> None:
     batch = [records.trade(1), records.trade(2), records.trade(1)]
-    rows = trades.rows(batch, RowContext(run_id=run_id))
+    ref = RunRepository(database.engine).ref_of(run_id)
+    rows = trades.rows(batch, RowContext(run_id=run_id, run_ref=ref))
     assert all(len(row) == len(trades.column_names) for row in rows)
-    assert trades.column_names[-1] == "run_id"
+    assert trades.column_names[-1] == "run_ref"
     with database.engine.begin() as connection:
         assert write_rows(connection, trades, rows) == 2
     assert db.stored(database.engine, trades) == batch[:2]
-    assert {row.run_id for row in db.rows(database.engine, trades)} == {run_id}
+    assert {row.run_ref for row in db.rows(database.engine, trades)} == {ref}
 
 
 def test_nothing_is_written_when_the_transaction_rolls_back(
@@ -123,13 +125,15 @@ def test_a_failing_row_fails_the_whole_batch(
 # ---- natural keys ----------------------------------------------------------------------
 
 
-def test_trade_key_is_category_symbol_trade_id(
+def test_trade_key_is_category_symbol_time_trade_id(
     database: DatabaseFactory, records: Any, db: Any
 ) -> None:
     same_id_other_symbol = records.trade(1, symbol="ETHUSDT")
     same_id_other_category = records.trade(1, category=Category.SPOT)
     # Same key, every other field different: still the same trade.
-    same_key = records.trade(1, price="1.0", size="2.0", trade_time_ms=5)
+    same_key = msgspec.structs.replace(
+        records.trade(1, price="1.0", size="2.0"), seq=7, source=DataSource.REST
+    )
     batch = [records.trade(1), same_id_other_symbol, same_id_other_category, same_key]
     assert db.write(database.engine, batch) == 3
     assert db.stored(database.engine, trades) == batch[:3]
@@ -258,9 +262,9 @@ def test_large_millisecond_timestamps_round_trip(
     huge_seq = msgspec.structs.replace(records.trade(1), seq=2**63 - 1)
     db.write(database.engine, [trade, huge_seq])
     stored = db.stored(database.engine, trades)
-    assert stored == [trade, huge_seq]
-    assert stored[0].trade_time_ms == 4_102_444_800_000
-    assert (stored[0].is_block_trade, stored[0].is_rpi) == (False, None)
+    assert stored == [huge_seq, trade]  # in the order of their times
+    assert stored[1].trade_time_ms == 4_102_444_800_000
+    assert (stored[1].is_block_trade, stored[1].is_rpi) == (False, None)
 
 
 def test_enum_members_are_stored_as_their_values(
@@ -284,10 +288,13 @@ def test_context_columns_record_the_run_and_the_account(
     db.write(database.engine, [records.trade(1)], run_id=run_id)
     db.write(database.engine, [records.trade(2)])
     db.write(database.engine, [records.execution("e-1")], account_id=account_id, run_id=run_id)
-    assert [r.run_id for r in db.rows(database.engine, trades)] == [run_id, None]
+    # Trades hold the run's number (run_refs), the other tables its id.
+    ref = RunRepository(database.engine).ref_of(run_id)
+    assert isinstance(ref, int)
+    assert [r.run_ref for r in db.rows(database.engine, trades)] == [ref, None]
     (execution,) = db.rows(database.engine, tables.private_executions)
     assert (execution.account_id, execution.run_id) == (account_id, run_id)
-    assert db.count(database.engine, trades, trades.table.c.run_id == run_id) == 1
+    assert db.count(database.engine, trades, trades.table.c.run_ref == ref) == 1
 
 
 # ---- constraints -----------------------------------------------------------------------
@@ -317,8 +324,11 @@ def test_private_rows_need_an_existing_account(
     with pytest.raises(IntegrityError):
         db.write(database.engine, [records.execution("e-1")], account_id=None)
     with pytest.raises(IntegrityError):
-        db.write(database.engine, [records.trade(1)], run_id="no-such-run")
+        db.write(database.engine, [records.gap()], run_id="no-such-run")
+    with pytest.raises(IntegrityError), database.engine.begin() as connection:
+        write_records(connection, trades, [records.trade(1)], RowContext(run_ref=999))
     assert db.count(database.engine, tables.private_executions) == 0
+    assert db.count(database.engine, trades) == 0
 
 
 def test_deleting_a_run_keeps_its_data(
@@ -331,7 +341,8 @@ def test_deleting_a_run_keeps_its_data(
         connection.execute(delete(Run).where(Run.id == run_id))
     for table in (trades, tables.gaps, tables.private_executions):
         (row,) = db.rows(database.engine, table)
-        assert row.run_id is None  # ON DELETE SET NULL
+        # ON DELETE SET NULL (trades: through run_refs, whose row goes with the run)
+        assert (row.run_ref if table is trades else row.run_id) is None
 
 
 def test_an_account_with_private_data_cannot_be_deleted(

@@ -28,6 +28,13 @@ def _symbols(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bybit-sim", description="Local Bybit V5 simulator")
     p.add_argument("--host", default="127.0.0.1")
@@ -57,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--replay", default=None, help="JSONL file of captured frames to replay")
     p.add_argument(
+        "--book-interval-scale",
+        type=_positive,
+        default=1.0,
+        help="multiply Bybit's order-book push intervals (1 = realistic, 10 ms for depth 1; "
+        "e.g. 5 to spare CPU)",
+    )
+    p.add_argument(
+        "--book-update-rate",
+        type=float,
+        default=100.0,
+        help="order-book add/cancel/resize events per second per book",
+    )
+    p.add_argument(
         "--rest-timeout-hold",
         type=float,
         default=30.0,
@@ -81,6 +101,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         seed=args.seed,
         clock_offset_ms=args.clock_offset_ms,
         replay_file=args.replay,
+        book_interval_scale=args.book_interval_scale,
+        book_update_rate=args.book_update_rate,
         rest_timeout_hold_s=args.rest_timeout_hold,
     )
     if keys:

@@ -5,12 +5,19 @@
 * ``GET  /sim/ground-truth/trades?category=&symbol=``  -> JSON list of trades
 * ``GET  /sim/ground-truth/trade-count?category=&symbol=`` -> ``{"trades": n}``
 * ``GET  /sim/ground-truth/executions``                -> JSON list of executions
+* ``GET  /sim/ground-truth/book?category=&symbol=&depth=[&ts=]`` -> ``{"u","b","a"}``: the
+  ``orderbook.{depth}.{symbol}`` book after its last frame with ``ts <=`` the given ms (default
+  now); 404 when none is kept
+* ``GET  /sim/ground-truth/book-updates?category=&symbol=&depth=`` -> JSON list of
+  ``{"ts","u","seq","cts","type"}``, the kept frames of that stream, oldest first
 * ``POST /sim/faults/<name>`` with a JSON body mirroring the Python API:
   ``drop_connections {}``, ``refuse_connections {"seconds"}``, ``stall {"seconds"}``,
   ``pause {"seconds"[,"pongs": bool]}``, ``mute {"symbol","seconds"[,"category": str|null]}``,
   ``black_hole {"seconds"}``, ``slow_ack {"seconds"[,"count": int|null]}``,
   ``malformed_frames {"n"}``, ``rest_errors {"kind","count"}``,
-  ``recent_trade_limit {"n": int|null}``, ``clear {}`` (dashes are accepted for underscores).
+  ``recent_trade_limit {"n": int|null}``, ``book_skip_update {"symbol","depth"[,"category"]}``,
+  ``book_restart {"symbol"[,"category"]}``, ``book_crossed_delta {"symbol","depth"[,"category"]}``,
+  ``book_stale_resend {"symbol"[,"category"]}``, ``clear {}`` (dashes are accepted for underscores).
   The reply is ``{"ok": true, "result": <the Python return value>}``; bad parameters give 400.
 * ``POST /sim/markets`` ``{"category","symbol"}``: start generating a market now.
 * ``POST /sim/firehose`` ``{"category","symbol","trades","batch"[,"wait_subscriber_s"]}``: start
@@ -27,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from aiohttp import web
 
-from bybit_sim.codec import dumps, loads
+from bybit_sim.codec import dumps, loads, now_ms
 
 if TYPE_CHECKING:
     from bybit_sim.server import BybitSimulator
@@ -37,6 +44,15 @@ def _opt_str(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise TypeError(f"expected a string or null, got {value!r}")
+
+
+def _int(value: Any, name: str) -> int:
+    """An integer parameter: a JSON integer or a string of digits (not a bool)."""
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    return value
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
@@ -54,6 +70,8 @@ class ControlApi:
             web.get("/sim/ground-truth/trades", self.truth_trades),
             web.get("/sim/ground-truth/trade-count", self.truth_trade_count),
             web.get("/sim/ground-truth/executions", self.truth_executions),
+            web.get("/sim/ground-truth/book", self.truth_book),
+            web.get("/sim/ground-truth/book-updates", self.truth_book_updates),
             web.post("/sim/faults/{name}", self.fault),
             web.post("/sim/markets", self.start_market),
             web.post("/sim/firehose", self.start_firehose),
@@ -92,6 +110,33 @@ class ControlApi:
     async def truth_executions(self, request: web.Request) -> web.Response:
         return _json(self.sim.ground_truth.executions())
 
+    def _book_query(self, request: web.Request) -> tuple[str, str, int]:
+        q = request.query
+        category, symbol = q.get("category", ""), q.get("symbol", "")
+        if not category or not symbol:
+            raise ValueError("category, symbol and depth are required")
+        return category, symbol, _int(q.get("depth", ""), "depth")
+
+    async def truth_book(self, request: web.Request) -> web.Response:
+        try:
+            category, symbol, depth = self._book_query(request)
+            raw_ts = request.query.get("ts")
+            ts = now_ms() if raw_ts is None else _int(raw_ts, "ts")
+        except (ValueError, TypeError) as exc:
+            return _json({"error": str(exc)}, 400)
+        book = self.sim.ground_truth.book_at(category, symbol, depth, ts)
+        if book is None:
+            return _json({"error": "no book kept for that stream and instant"}, 404)
+        return _json({"u": book.u, "b": book.bids, "a": book.asks})
+
+    async def truth_book_updates(self, request: web.Request) -> web.Response:
+        try:
+            category, symbol, depth = self._book_query(request)
+        except (ValueError, TypeError) as exc:
+            return _json({"error": str(exc)}, 400)
+        updates = self.sim.ground_truth.book_updates(category, symbol, depth)
+        return _json([u.to_dict() for u in updates])
+
     async def _body(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()
         if not raw.strip():
@@ -122,6 +167,22 @@ class ControlApi:
                 ),
                 "recent_trade_limit": lambda: faults.recent_trade_limit(
                     None if body.get("n") is None else int(body["n"])
+                ),
+                "book_skip_update": lambda: faults.book_skip_update(
+                    str(body["symbol"]),
+                    _int(body["depth"], "depth"),
+                    _opt_str(body.get("category")),
+                ),
+                "book_restart": lambda: faults.book_restart(
+                    str(body["symbol"]), _opt_str(body.get("category"))
+                ),
+                "book_crossed_delta": lambda: faults.book_crossed_delta(
+                    str(body["symbol"]),
+                    _int(body["depth"], "depth"),
+                    _opt_str(body.get("category")),
+                ),
+                "book_stale_resend": lambda: faults.book_stale_resend(
+                    str(body["symbol"]), _opt_str(body.get("category"))
                 ),
                 "clear": faults.clear,
             }

@@ -9,12 +9,15 @@ import math
 import random
 import socket
 import struct
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bybit_sim.codec import dumps, now_ms
 from bybit_sim.connection import ConnectionRegistry, MuteTable, WsConnection
 from bybit_sim.instruments import CATEGORIES
+from bybit_sim.orderbook import BookStream
 from bybit_sim.stats import SimStats
+from bybit_sim.topics import ORDERBOOK_DEPTHS
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,11 @@ class Faults:
         self._held_upgrades = 0
         self._slow_ack_s: float | None = None
         self._slow_ack_left: int | None = None  # None: every request until clear()
+        self._book_streams: Callable[[], Iterable[BookStream]] = tuple
+
+    def attach_books(self, streams: Callable[[], Iterable[BookStream]]) -> None:
+        """Where the order-book faults find the book streams (the market hub)."""
+        self._book_streams = streams
 
     # -- WebSocket faults ---------------------------------------------------------------
     def drop_connections(self) -> int:
@@ -198,6 +206,92 @@ class Faults:
         log.info("fault: %d malformed frame(s) for %d connection(s)", n, len(conns))
         return len(conns)
 
+    # -- order-book faults ----------------------------------------------------------------
+    def _books(
+        self, symbol: str, depth: int | None, category: str | None, fault: str
+    ) -> list[BookStream]:
+        """The active streams of ``symbol`` (of ``depth``, of ``category``) to arm."""
+        if not isinstance(symbol, str) or not symbol:
+            raise ValueError("symbol must be a non-empty string")
+        if category is not None and category not in CATEGORIES:
+            raise ValueError(f"unknown category {category!r}; expected one of {CATEGORIES}")
+        if depth is not None:
+            if isinstance(depth, bool) or not isinstance(depth, int):
+                raise TypeError("depth must be an integer")
+            allowed = (
+                ORDERBOOK_DEPTHS[category]
+                if category
+                else frozenset().union(*ORDERBOOK_DEPTHS.values())
+            )
+            if depth not in allowed:
+                raise ValueError(f"no order book of depth {depth} ({sorted(allowed)})")
+        found = [
+            s
+            for s in self._book_streams()
+            if s.active
+            and s.spec.symbol == symbol
+            and (depth is None or s.depth == depth)
+            and (category is None or s.category == category)
+        ]
+        log.info(
+            "fault: %s armed on %d book stream(s) of %s/%s%s",
+            fault,
+            len(found),
+            category or "*",
+            symbol,
+            "" if depth is None else f" depth {depth}",
+        )
+        return found
+
+    def book_skip_update(self, symbol: str, depth: int, category: str | None = None) -> int:
+        """The next frame of ``orderbook.{depth}.{symbol}`` has ``u`` one too high (a gap).
+
+        Only streams with subscribers now are armed (of ``category``, or every category
+        when None); returns how many. The book itself stays right: a client that applies
+        the delta anyway still matches ground truth.
+        """
+        streams = self._books(symbol, depth, category, "book_skip_update")
+        for s in streams:
+            s.skip_pending += 1
+        return len(streams)
+
+    def book_restart(self, symbol: str, category: str | None = None) -> int:
+        """Every depth stream of ``symbol`` sends a ``u=1`` snapshot at its next push.
+
+        As after a restart of Bybit's service; deltas then continue from ``u=2``.
+        Returns how many streams were armed.
+        """
+        streams = self._books(symbol, None, category, "book_restart")
+        for s in streams:
+            s.restart_pending = True
+        return len(streams)
+
+    def book_crossed_delta(self, symbol: str, depth: int, category: str | None = None) -> int:
+        """The next frame of ``orderbook.{depth}.{symbol}`` crosses the book.
+
+        It inserts a bid one tick above the best ask (the worst bid leaves, so the side
+        keeps ``depth`` levels); the frame after it removes the bogus bid again. On depth 1
+        (snapshot-only) the crossed frame is a snapshot. Ground truth records what was
+        pushed, crossed state included. Returns how many streams were armed.
+        """
+        streams = self._books(symbol, depth, category, "book_crossed_delta")
+        for s in streams:
+            s.crossed_pending += 1
+        return len(streams)
+
+    def book_stale_resend(self, symbol: str, category: str | None = None) -> int:
+        """The next depth-1 snapshot of ``symbol`` with a changed book keeps the old ``u``.
+
+        A re-sent depth-1 snapshot with the same ``u`` is normal when the book did not
+        change for 3 s (same content). The fault is the abnormal case: a snapshot under
+        the previous ``u`` whose content differs from the last snapshot with that ``u``.
+        The following change gets ``u + 1`` again. Returns how many streams were armed.
+        """
+        streams = self._books(symbol, 1, category, "book_stale_resend")
+        for s in streams:
+            s.stale_pending += 1
+        return len(streams)
+
     # -- REST faults --------------------------------------------------------------------
     def rest_errors(self, kind: str, count: int = 1) -> None:
         if kind not in REST_FAULT_KINDS:
@@ -235,6 +329,8 @@ class Faults:
         for conn in self._registry.all():
             conn.unstall()
             conn.pending_malformed = 0
+        for stream in self._book_streams():
+            stream.disarm()
 
     def status(self) -> dict[str, Any]:
         slow: dict[str, Any] | None = None
@@ -250,6 +346,11 @@ class Faults:
             "black_hole": self.black_holing(),
             "black_holed_upgrades_held": self._held_upgrades,
             "slow_ack": slow,
+            "book": [
+                {"category": s.category, "symbol": s.spec.symbol, "depth": s.depth, **armed}
+                for s in self._book_streams()
+                if (armed := s.armed())
+            ],
         }
 
 

@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 CATEGORIES: tuple[str, ...] = ("spot", "linear", "inverse", "option")
@@ -76,6 +77,18 @@ def fmt(units: int, scale: int) -> str:
     sign = "-" if units < 0 else ""
     digits = str(abs(units)).rjust(scale + 1, "0")
     return f"{sign}{digits[:-scale]}.{digits[-scale:]}"
+
+
+def fmt_trim(units: int, scale: int) -> str:
+    """:func:`fmt` without trailing zeros (``"0.07562"``, ``"2"``), as spot book sizes are."""
+    text = fmt(units, scale)
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def book_size_format(category: str) -> Callable[[int, int], str]:
+    """How order-book sizes are written: spot trims trailing zeros (captures 2023 and 2026:
+    ``"0.07562"``, ``"0.25941"``); derivatives and options keep the lot's decimals."""
+    return fmt_trim if category == "spot" else fmt
 
 
 def fmt_float(value: float, decimals: int) -> str:

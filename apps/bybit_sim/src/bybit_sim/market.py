@@ -1,7 +1,8 @@
 """Market-data generators and the subscription hub.
 
 One asyncio task per market (a spot/linear/inverse symbol, or an option base coin) drives
-trades, tickers and order books on a single schedule. Markets run from their first
+trades, tickers and order books on a single schedule (each order-book stream on its own
+push interval, only while it has subscribers; see orderbook.py). Markets run from their first
 subscription (or from ``start()`` when pre-started) until the simulator stops, whether or not
 anyone is connected: every trade goes to ground truth and to the REST recent-trade window,
 and is published to the connections subscribed at that moment.
@@ -34,10 +35,10 @@ from bybit_sim.instruments import (
     parse_option_contract,
     parse_symbol,
 )
-from bybit_sim.orderbook import BookStream
+from bybit_sim.orderbook import BookStream, FullBook
 from bybit_sim.replay import ReplayScript
 from bybit_sim.tasks import cancel_and_wait
-from bybit_sim.topics import PublicTopic
+from bybit_sim.topics import BOOK_PUSH_MS, PublicTopic
 from bybit_sim.truth import GroundTruth, TruthTrade
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,11 @@ def _next_funding_ms(now: int) -> int:
     return (now // _EIGHT_HOURS_MS + 1) * _EIGHT_HOURS_MS
 
 
+def _wake_up(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 def _tick_direction(prev: int | None, price: int, last_dir: str) -> str:
     if prev is None or price == prev:
         return "ZeroPlusTick" if last_dir in ("PlusTick", "ZeroPlusTick") else "ZeroMinusTick"
@@ -106,8 +112,10 @@ class MarketBase:
         if category == "spot":
             window = min(window, hub.cfg.recent_trade_max_spot)
         self.recent: deque[TruthTrade] = deque(maxlen=max(1, window))
-        self.books: dict[tuple[str, int], BookStream] = {}
+        self.books: dict[tuple[str, int], BookStream] = {}  # (symbol, depth) -> stream
+        self.full_books: dict[str, FullBook] = {}  # symbol -> the engine's full book
         self._task: asyncio.Task[None] | None = None
+        self._sleeping: asyncio.Future[None] | None = None
         self._frame_counter = rng.randint(3_000_000_000, 3_400_000_000)
         self._script_pos = 0
         self._script_delays = script.delays_ms() if script else []
@@ -158,12 +166,11 @@ class MarketBase:
         now = loop.time()
         next_trade = now + self._next_trade_delay() if self._trades_enabled() else math.inf
         next_tick = now + cfg.ticker_interval_s
-        next_book = now + cfg.orderbook_interval_s
         while True:
             now = loop.time()
-            wake = min(next_trade, next_tick, next_book)
+            wake = min(next_trade, next_tick, self._next_book_push())
             if wake > now:
-                await asyncio.sleep(wake - now)
+                await self._sleep_until(loop, wake)
                 now = loop.time()
             if now >= next_trade:
                 self._guard(self._emit_trades)
@@ -175,12 +182,24 @@ class MarketBase:
                 next_tick += cfg.ticker_interval_s
                 if next_tick <= now:
                     next_tick = now + cfg.ticker_interval_s
-            if now >= next_book:
-                if self.books:
-                    self._guard(self._book_tick)
-                next_book += cfg.orderbook_interval_s
-                if next_book <= now:
-                    next_book = now + cfg.orderbook_interval_s
+            if self.books:
+                self._guard(self._book_tick)
+
+    async def _sleep_until(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        """Sleep until loop time ``when``, or until :meth:`poke` (a new book stream)."""
+        fut: asyncio.Future[None] = loop.create_future()
+        handle = loop.call_at(when, _wake_up, fut)
+        self._sleeping = fut
+        try:
+            await fut
+        finally:
+            handle.cancel()
+            self._sleeping = None
+
+    def poke(self) -> None:
+        """Wake the schedule now (its next deadline may have moved earlier)."""
+        if self._sleeping is not None:
+            _wake_up(self._sleeping)
 
     def _guard(self, step: Any) -> None:
         try:
@@ -260,30 +279,111 @@ class MarketBase:
     def _top_of_book(self, symbol: str) -> tuple[int, int]:
         raise NotImplementedError
 
-    def book(self, topic: PublicTopic) -> BookStream:
-        assert topic.spec is not None
-        key = (topic.symbol, topic.depth)
-        book = self.books.get(key)
-        if book is None:
-            book = BookStream(
-                self.category,
-                topic.spec,
-                topic.depth,
-                self.rng,
-                lambda: self._top_of_book(topic.symbol),
-            )
-            self.books[key] = book
-        return book
+    def book_spec(self, symbol: str) -> InstrumentSpec | None:
+        """The spec an order book of ``symbol`` is built on (None: not in this market)."""
+        raise NotImplementedError
+
+    def full_book(self, symbol: str) -> FullBook | None:
+        """The engine's full book of ``symbol`` (created on first use)."""
+        found = self.full_books.get(symbol)
+        if found is not None:
+            return found
+        spec = self.book_spec(symbol)
+        if spec is None:
+            return None
+        hub = self.hub
+        found = FullBook(
+            self.category,
+            spec,
+            hub.rng_for(self.category, symbol, "book"),
+            lambda: self._top_of_book(symbol),
+            lambda: hub.next_seq(self.category),
+            hub.cfg.book_update_rate,
+        )
+        self.full_books[symbol] = found
+        return found
+
+    def book(self, symbol: str, depth: int) -> BookStream | None:
+        """The ``orderbook.{depth}.{symbol}`` stream (created, not started, on first use)."""
+        stream = self.books.get((symbol, depth))
+        if stream is not None:
+            return stream
+        full = self.full_book(symbol)
+        if full is None:
+            return None
+        cfg, spec = self.hub.cfg, full.spec
+        stream = BookStream(
+            self.category,
+            spec,
+            depth,
+            BOOK_PUSH_MS[self.category][depth] / 1000 * cfg.book_interval_scale,
+            full,
+            self.hub.rng_for(self.category, symbol, str(depth), "stream"),
+            self.hub.truth.book_history(
+                self.category, symbol, depth, spec.price_scale, spec.qty_scale
+            ),
+            round(cfg.book_depth1_resend_s * 1000),
+        )
+        self.books[(symbol, depth)] = stream
+        return stream
+
+    def _book_snapshot(self, topic: PublicTopic) -> list[dict[str, Any]]:
+        """A subscriber's first frame: start the stream if idle, send its state."""
+        stream = self.book(topic.symbol, topic.depth)
+        if stream is None:
+            return []
+        if not stream.active:
+            loop_now = asyncio.get_running_loop().time()
+            ts = now_ms()
+            if not stream.full.streams:  # the book was idle: catch up with the market
+                stream.full.step(loop_now, ts)
+            stream.activate(loop_now, ts)
+            self.poke()
+        ts = now_ms()
+        frame = stream.snapshot_frame(ts)
+        if self.category == "option":
+            frame["id"] = self._frame_id(stream.topic, ts) or ""
+        return [frame]
+
+    def _next_book_push(self) -> float:
+        if not self.books:
+            return math.inf
+        return min((s.next_push for s in self.books.values() if s.active), default=math.inf)
 
     def _book_tick(self) -> None:
-        for book in self.books.values():
-            subs = self.hub.subscribers(self.category, book.topic)
-            if not subs:
+        """Push every book stream that is due (stepping each engine book once)."""
+        now = asyncio.get_running_loop().time()
+        ts = 0
+        for stream in self.books.values():
+            if not stream.active or stream.next_push > now:
                 continue
-            ts = now_ms()
-            frame = book.step(ts, self.hub.next_seq(self.category), self._frame_id(book.topic, ts))
-            if frame is not None:
-                self.hub.publish(subs, frame)
+            stream.next_push += stream.interval_s
+            if stream.next_push <= now:
+                stream.next_push = now + stream.interval_s
+            subs = self.hub.subscribers(self.category, stream.topic)
+            if not subs:
+                stream.deactivate()  # nobody listens: stop computing it
+                continue
+            if not ts:
+                ts = now_ms()
+            if stream.full.last_step != now:
+                stream.full.step(now, ts)
+            frame = stream.push(ts)
+            if frame is None:
+                continue
+            if self.category == "option":
+                frame["id"] = self._frame_id(stream.topic, ts) or ""
+            self.hub.publish(subs, frame)
+
+    def rest_book(self, symbol: str, limit: int) -> dict[str, Any] | None:
+        """The ``GET /v5/market/orderbook`` result for ``symbol`` (None: unknown)."""
+        full = self.full_book(symbol)
+        if full is None:
+            return None
+        ts = now_ms()
+        if not full.streams:  # nobody drives this book: bring it up to date now
+            full.step(asyncio.get_running_loop().time(), ts)
+        return full.rest_result(symbol, limit, ts)
 
     def trades_for(self, symbol: str | None) -> list[TruthTrade]:
         """The REST recent-trade window, oldest first (optionally one option contract)."""
@@ -392,6 +492,10 @@ class SymbolMarket(MarketBase):
         self.volume24h += base_qty
         self.turnover24h += base_qty / price_f if self.category == "inverse" else base_qty * price_f
         self._traded = True
+        if self.full_books:
+            full = self.full_books.get(spec.symbol)
+            if full is not None and full.streams:
+                full.consume(side, price, qty, seq, t_ms)
         return TruthTrade(
             category=self.category,
             symbol=spec.symbol,
@@ -448,6 +552,9 @@ class SymbolMarket(MarketBase):
 
     def _top_of_book(self, symbol: str) -> tuple[int, int]:
         return self.bid, self.ask
+
+    def book_spec(self, symbol: str) -> InstrumentSpec | None:
+        return self.spec if symbol == self.key else None
 
     # -- tickers ------------------------------------------------------------------------
     def _evolve(self) -> None:
@@ -576,8 +683,7 @@ class SymbolMarket(MarketBase):
         if topic.kind == "tickers":
             return [self._ticker_snapshot()]
         if topic.kind == "orderbook":
-            ts = now_ms()
-            return [self.book(topic).snapshot(ts, self.hub.next_seq(self.category))]
+            return self._book_snapshot(topic)
         return []
 
 
@@ -809,10 +915,11 @@ class OptionMarket(MarketBase):
             return []
         if topic.kind == "tickers":
             return [self._ticker_frame(c)]
-        if topic.spec is not None:
-            topic = replace(topic, spec=c.spec)
-        ts = now_ms()
-        return [self.book(topic).snapshot(ts, 0, self._frame_id(topic.name, ts))]
+        return self._book_snapshot(topic)
+
+    def book_spec(self, symbol: str) -> InstrumentSpec | None:
+        c = self.add_contract(symbol)
+        return None if c is None else c.spec
 
 
 class MarketHub:
@@ -888,6 +995,16 @@ class MarketHub:
     async def stop(self) -> None:
         self._running = False
         await asyncio.gather(*(m.stop() for m in self._markets.values()))
+
+    def book_streams(self) -> list[BookStream]:
+        """Every order-book stream ever subscribed (active or idle)."""
+        return [s for m in self._markets.values() for s in m.books.values()]
+
+    def rest_book(self, category: str, symbol: str, limit: int) -> dict[str, Any] | None:
+        """REST order book of (category, symbol); starts the market if needed."""
+        key = symbol.split("-", 1)[0] if category == "option" else symbol
+        market = self.ensure_market(category, key)
+        return None if market is None else market.rest_book(symbol, limit)
 
     def next_seq(self, category: str) -> int:
         self._seq[category] = self._seq.get(category, 1) + self._rng.randint(1, 40)

@@ -43,12 +43,7 @@ class PrivateWs(StreamCommands):
         )
 
     def _reply(
-        self,
-        conn: WsConnection,
-        op: str,
-        req_id: Any,
-        success: bool,
-        ret_msg: str,
+        self, conn: WsConnection, op: str, req_id: Any, success: bool, ret_msg: str
     ) -> dict[str, Any]:
         out: dict[str, Any] = {
             "success": success,

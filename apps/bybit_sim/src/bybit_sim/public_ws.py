@@ -58,12 +58,7 @@ class PublicWs(StreamCommands):
 
     # -- replies ------------------------------------------------------------------------
     def _reply(
-        self,
-        conn: WsConnection,
-        op: str,
-        req_id: Any,
-        success: bool,
-        ret_msg: str,
+        self, conn: WsConnection, op: str, req_id: Any, success: bool, ret_msg: str
     ) -> dict[str, Any]:
         """Generic command reply (acks, errors, pongs) in the category's shape."""
         out: dict[str, Any] = {"success": success, "ret_msg": ret_msg, "conn_id": conn.conn_id}

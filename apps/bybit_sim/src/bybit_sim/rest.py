@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SEVEN_DAYS_MS = 7 * 24 * 3600 * 1000
+# GET /v5/market/orderbook ``limit``: (max, default) per category (docs; research A)
+_BOOK_LIMITS = {"spot": (200, 1), "linear": (500, 25), "inverse": (500, 25), "option": (25, 1)}
 _WS_PATHS = ("/v5/public/", "/v5/private")
 
 
@@ -182,6 +184,7 @@ class RestApi:
         return [
             web.get("/v5/market/time", self.market_time),
             web.get("/v5/market/recent-trade", self.recent_trade),
+            web.get("/v5/market/orderbook", self.orderbook),
             web.get("/v5/execution/list", self._signed(self.execution_list)),
             web.get("/v5/order/history", self._signed(self.order_history)),
             web.get("/v5/order/realtime", self._signed(self.order_realtime)),
@@ -301,6 +304,28 @@ class RestApi:
                 {"category": category, "list": [recent_trade_item(category, t) for t in newest]}
             )
         )
+
+    async def orderbook(self, request: web.Request) -> web.StreamResponse:
+        """``result``: ``{s, b, a, ts, u, seq, cts}``, the top ``limit`` levels per side.
+
+        A ``limit`` out of the category's range is refused (retCode 10001), not clamped.
+        """
+        q = request.query
+        category = _category(q)
+        symbol = q.get("symbol") or None
+        if symbol is None:
+            raise ParamError("params error: symbol is required")
+        max_limit, default = _BOOK_LIMITS[category]
+        limit = _int_param(q, "limit", default, 1, None)
+        assert limit is not None
+        if limit > max_limit:
+            raise ParamError("params error: limit invalid")
+        if parse_symbol(category, symbol, self.cfg.unknown_symbols) is None:
+            raise ParamError("Not supported symbols")
+        result = self.hub.rest_book(category, symbol, limit)
+        if result is None:
+            raise ParamError("Not supported symbols")
+        return _json(envelope(result))
 
     # -- signed -------------------------------------------------------------------------
     async def execution_list(self, request: web.Request, api_key: str) -> web.StreamResponse:

@@ -39,13 +39,17 @@ class BybitSimulator:
         self.config = config or SimulatorConfig()
         cfg = self.config
         self.stats = SimStats()
-        self.ground_truth = GroundTruth()
+        self.ground_truth = GroundTruth(
+            book_window_ms=round(cfg.book_truth_window_s * 1000),
+            book_max_frames=cfg.book_truth_max_frames,
+        )
         self.registry = ConnectionRegistry()
         seed = cfg.seed
         self._rng = random.Random(f"{seed}:sim") if seed is not None else random.Random()
         self.faults = Faults(self.registry, self.stats, self._rng)
         replay = load_replay(cfg.replay_file) if cfg.replay_file else None
         self.hub = MarketHub(cfg, self.ground_truth, replay)
+        self.faults.attach_books(self.hub.book_streams)
         account_rng = self.hub.rng_for("account")
         self.account = Account(cfg, self.ground_truth, self.hub, self.registry, account_rng)
         self._stopping = asyncio.Event()

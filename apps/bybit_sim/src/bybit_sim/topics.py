@@ -6,12 +6,15 @@ from dataclasses import dataclass
 
 from bybit_sim.instruments import InstrumentSpec, parse_symbol, valid_option_base
 
-ORDERBOOK_DEPTHS: dict[str, frozenset[int]] = {
-    "spot": frozenset({1, 50, 200, 1000}),
-    "linear": frozenset({1, 50, 200, 1000}),
-    "inverse": frozenset({1, 50, 200, 1000}),
-    "option": frozenset({25, 100}),
+# Bybit's depths and push intervals (ms) per category (docs ``websocket/public/orderbook``;
+# research ``orderbooks_and_scale.md`` section A). Level 500 was removed on 2025-09-11.
+BOOK_PUSH_MS: dict[str, dict[int, int]] = {
+    "linear": {1: 10, 50: 20, 200: 100, 1000: 200},
+    "inverse": {1: 10, 50: 20, 200: 100, 1000: 200},
+    "spot": {1: 10, 50: 20, 200: 200, 1000: 200},
+    "option": {25: 20, 100: 100},
 }
+ORDERBOOK_DEPTHS: dict[str, frozenset[int]] = {c: frozenset(d) for c, d in BOOK_PUSH_MS.items()}
 
 PRIVATE_BASE_TOPICS: frozenset[str] = frozenset(
     {"execution", "execution.fast", "order", "position", "wallet"}

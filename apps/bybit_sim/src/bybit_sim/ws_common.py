@@ -198,12 +198,7 @@ class StreamCommands:
     stats: SimStats
 
     def _reply(
-        self,
-        conn: WsConnection,
-        op: str,
-        req_id: Any,
-        success: bool,
-        ret_msg: str,
+        self, conn: WsConnection, op: str, req_id: Any, success: bool, ret_msg: str
     ) -> dict[str, Any]:
         """Generic command reply (acks, errors, pongs) in the stream's shape."""
         raise NotImplementedError

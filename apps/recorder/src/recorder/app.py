@@ -17,7 +17,8 @@ Before Hydra starts (it would write ``.hydra/*.yaml`` and a log first), ``prefli
 ``recorder --config FILE [--debug]`` runs the plain-YAML front end instead (``recorder.main``).
 
 Exit codes: 0 done, 1 the session ended ``error`` (or a Hydra failure), 2 an invalid
-configuration, 3 the database cannot be used.
+configuration, 3 the database cannot be used, 4 the disk guard stopped the session (free space
+below ``disk.stop_free_mb``).
 """
 
 import argparse

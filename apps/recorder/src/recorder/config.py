@@ -65,9 +65,11 @@ __all__ = [
     "AccountConfig",
     "Category",
     "ConnectionConfig",
+    "DiskGuardConfig",
     "NetworkConfig",
     "RecorderConfig",
     "RestConfig",
+    "TickerConfig",
     "compose_config",
     "config_from_omegaconf",
     "is_secret_key",
@@ -220,6 +222,71 @@ class RestConfig(_Model):
     max_retries: Annotated[int, Field(ge=0, le=20)] = 4
 
 
+class DiskGuardConfig(_Model):
+    """Free space on the SQLite database's filesystem (key ``disk``; see ``recorder.disk_guard``).
+
+    Below ``warn_free_mb`` MiB free the session logs a warning once an hour; below
+    ``stop_free_mb`` it stops cleanly, before SQLite could fail on a full disk.
+    """
+
+    warn_free_mb: Count = 5120
+    stop_free_mb: Count = 1024
+    check_interval_seconds: Seconds = 10.0
+
+    @field_validator("stop_free_mb")
+    @classmethod
+    def _stop_below_warn(cls, value: int, info: ValidationInfo) -> int:
+        warn = info.data.get("warn_free_mb")
+        if warn is not None and value >= warn:
+            raise ValueError(f"must be below disk.warn_free_mb ({warn})")
+        return value
+
+
+class TickerConfig(_Model):
+    """What is kept of the ticker pushes (key ``tickers``; see ``event_saver.ticker_sampler``).
+
+    ``min_interval_ms`` 0 keeps every push (Bybit: every 100 ms, spot 50 ms). Above 0, a
+    symbol's state is kept when at least that much exchange time passed since its last kept
+    one; every row is a complete state, so dropping the pushes in between loses no field.
+    """
+
+    min_interval_ms: int = 0
+
+    @field_validator("min_interval_ms")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be >= 0 (0 keeps every push, 1000 at most one per second)")
+        return value
+
+
+#: the order-book depths Bybit serves for the recorded categories (linear, spot, inverse)
+BOOK_DEPTHS: Final = (1, 50, 200, 1000)
+
+
+class BooksConfig(_Model):
+    """Order books (key ``books``; see ``bybit_adapter.book_validator``): off by default.
+
+    ``depths`` lists the ``orderbook.{depth}.{symbol}`` streams recorded for every symbol
+    (e.g. ``[50]``). Updates are stored as Bybit sent them, checked (``u`` +1 per delta, a
+    book never crossed, a snapshot first); every ``checkpoint_every_updates`` deltas or
+    ``checkpoint_every_seconds`` of exchange time the whole book is stored as well, so any
+    instant is rebuilt from the last checkpoint before it.
+    """
+
+    depths: tuple[int, ...] = ()
+    checkpoint_every_updates: Count = 1000
+    checkpoint_every_seconds: Seconds = 60.0
+
+    @field_validator("depths")
+    @classmethod
+    def _served_depths(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        unknown = [d for d in value if d not in BOOK_DEPTHS]
+        if unknown:
+            raise ValueError(f"Bybit serves depths {list(BOOK_DEPTHS)}, not {unknown}")
+        return tuple(dict.fromkeys(value))
+
+
 class AccountConfig(_Model):
     """The API key pair of the private streams (group ``account/``).
 
@@ -301,6 +368,9 @@ class RecorderConfig(_Model):
     network: NetworkConfig = MAINNET
     connection: ConnectionConfig = ConnectionConfig()
     rest: RestConfig = RestConfig()
+    disk: DiskGuardConfig = DiskGuardConfig()
+    tickers: TickerConfig = TickerConfig()
+    books: BooksConfig = BooksConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -502,7 +572,14 @@ def known_keys() -> list[str]:
     for name, field in RecorderConfig.model_fields.items():
         keys.append(name)
         annotation = field.annotation
-        for model in (NetworkConfig, ConnectionConfig, RestConfig, AccountConfig):
+        for model in (
+            NetworkConfig,
+            ConnectionConfig,
+            RestConfig,
+            AccountConfig,
+            DiskGuardConfig,
+            TickerConfig,
+        ):
             if annotation is model or annotation == model | None:
                 keys.extend(f"{name}.{sub}" for sub in model.model_fields)
     return keys

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from bybit_records import FillStatus
 from event_saver import PipelineHealth, ReconcilerStats, WriterStats
+from recorder.disk_guard import DiskLevel, DiskUsage, mib
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,7 @@ class StreamHealth:
     rejected_frames: int
     outages: int = 0
     auth_failures: int = 0
+    book_gaps: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +34,17 @@ class HealthSnapshot:
     gaps_pending: int
     rss_mb: float | None = None
     asyncio_tasks: int | None = None
+    #: the disk guard's latest measurement (None: PostgreSQL, or not measured yet)
+    disk: DiskUsage | None = None
+    #: ticker states dropped by ``tickers.min_interval_ms`` (None: every push is kept)
+    tickers_sampled_out: int | None = None
 
 
-def health_snapshot(pipeline: PipelineHealth, uptime_s: float) -> HealthSnapshot:
-    """The session's health now, from its pipeline's counters."""
+def health_snapshot(
+    pipeline: PipelineHealth, uptime_s: float, disk: DiskUsage | None = None
+) -> HealthSnapshot:
+    """The session's health now, from its pipeline's counters (and the disk guard's last
+    measurement)."""
     now_ns = time.time_ns()
     streams = []
     for stream in pipeline.streams:
@@ -50,6 +59,7 @@ def health_snapshot(pipeline: PipelineHealth, uptime_s: float) -> HealthSnapshot
                 rejected_frames=stream.stats.rejected_frames,
                 outages=stream.stats.outages,
                 auth_failures=stream.auth_failures,
+                book_gaps=stream.stats.book_gaps,
             )
         )
     return HealthSnapshot(
@@ -60,6 +70,8 @@ def health_snapshot(pipeline: PipelineHealth, uptime_s: float) -> HealthSnapshot
         gaps_pending=pipeline.gaps_pending,
         rss_mb=resident_memory_mb(),
         asyncio_tasks=_tasks(),
+        disk=disk,
+        tickers_sampled_out=pipeline.tickers_sampled_out,
     )
 
 
@@ -106,6 +118,7 @@ def format_health(snapshot: HealthSnapshot) -> str:
             f"{s.name} {s.state} reconnects={s.reconnects} outages={s.outages} frames={s.frames} "
             f"last_msg_age={age} rejected={s.rejected_frames}"
             + (f" auth_failures={s.auth_failures}" if s.auth_failures else "")
+            + (f" book_gaps={s.book_gaps}" if s.book_gaps else "")
         )
     for w in snapshot.writers:
         latency = "n/a" if w.last_flush_latency_ms is None else f"{w.last_flush_latency_ms:.1f}ms"
@@ -115,6 +128,8 @@ def format_health(snapshot: HealthSnapshot) -> str:
             f"buffered={w.buffered} dup={w.duplicates} failed_flushes={w.failed_flushes} "
             f"flush={latency}" + (" BACKPRESSURE" if w.backpressure_active else "")
         )
+        if w.name == "tickers" and snapshot.tickers_sampled_out is not None:
+            parts[-1] += f" sampled_out={snapshot.tickers_sampled_out}"
     g = snapshot.gaps
     parts.append(
         f"gaps detected={g.gaps_detected} filled={g.gaps[FillStatus.FILLED]} partial={g.gaps[FillStatus.PARTIAL]} "
@@ -122,4 +137,18 @@ def format_health(snapshot: HealthSnapshot) -> str:
         f"ticker_gaps={g.ticker_gaps} pending={snapshot.gaps_pending}"
         + (f" causes={causes}" if (causes := _causes(g)) else "")
     )
+    if snapshot.disk is not None:
+        parts.append(format_disk(snapshot.disk))
     return " | ".join(parts)
+
+
+def format_disk(disk: DiskUsage) -> str:
+    """E.g. ``disk db=812.4MiB growth=+35.2MiB/h free=20480.0MiB days_left=24.21``."""
+    growth = disk.growth_bytes_per_hour
+    return (
+        f"disk db={mib(disk.db_bytes, unit='MiB')} "
+        f"growth={'n/a' if growth is None else mib(growth, signed=True, unit='MiB')}/h "
+        f"free={mib(disk.free_bytes, unit='MiB')} "
+        f"days_left={'n/a' if disk.days_left is None else f'{disk.days_left:.2f}'}"
+        + ("" if disk.level is DiskLevel.OK else f" {disk.level.value.upper()}")
+    )

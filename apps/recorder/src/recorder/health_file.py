@@ -12,6 +12,14 @@ running), ``uptime_s``, ``streams`` (``state``, ``reconnects``, ``messages``,
 ``written``, ``rows_per_s``, ``buffered``, ``duplicates``, ``failed_flushes``,
 ``backpressure``), ``gaps``, the total ``reconnects``, and ``rss_mb`` and ``asyncio_tasks``
 when known.
+
+``disk`` (SQLite only; absent for PostgreSQL, whose disk is on another host), from the disk
+guard's latest measurement (every ``disk.check_interval_seconds``): ``db_bytes`` (the database
+file plus its ``-wal`` and ``-shm``), ``free_bytes`` (free on its filesystem),
+``growth_bytes_per_hour`` (over the last hour; null until two measurements),
+``days_left`` (``free_bytes`` / growth; null while the database does not grow) and ``level``
+(``ok``; ``low``: below ``disk.warn_free_mb``; ``floor``: below ``disk.stop_free_mb``, the
+session stops).
 """
 
 from __future__ import annotations
@@ -101,6 +109,16 @@ class HealthFileWriter:
             document["rss_mb"] = round(snapshot.rss_mb, 1)
         if snapshot.asyncio_tasks is not None:
             document["asyncio_tasks"] = snapshot.asyncio_tasks
+        disk = snapshot.disk
+        if disk is not None:
+            growth = disk.growth_bytes_per_hour
+            document["disk"] = {
+                "db_bytes": disk.db_bytes,
+                "free_bytes": disk.free_bytes,
+                "growth_bytes_per_hour": None if growth is None else round(growth),
+                "days_left": _rounded(disk.days_left),
+                "level": disk.level.value,
+            }
         return document
 
     def _rates(self, uptime_s: float, messages: dict[str, int]) -> dict[str, float]:

@@ -13,7 +13,8 @@ the file itself is not copied, ``session.json`` holds the validated config witho
 
 An invalid file is refused before any folder exists, with one line per problem and exit code 2.
 Exit codes are the Hydra command's: 0 completed, 1 the run ended ``error``, 2 an invalid
-configuration, 3 the database cannot be used.
+configuration, 3 the database cannot be used, 4 the disk guard stopped the session (free space
+below ``disk.stop_free_mb``).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             f"Without --config: ${CONFIG_PATH_ENV}, else conf/recorder.yaml, else recorder.yaml. "
             "Output: $RECORDER_OUTPUT_ROOT (default ./outputs)/<date>/<time>_<file stem>/. "
             "Exit codes: 0 completed, 1 the run ended error, 2 invalid configuration, "
-            "3 database unusable."
+            "3 database unusable, 4 stopped: disk almost full (disk.stop_free_mb)."
         ),
     )
     parser.add_argument(

@@ -26,6 +26,10 @@ lets a query compute the current age of the last message between ticks (``time()
 | ``recorder_resident_memory_bytes`` | gauge, at the last tick (Linux) | |
 | ``recorder_asyncio_tasks`` | gauge, at the last tick | |
 | ``recorder_health_timestamp_seconds`` | gauge: when the values were taken | |
+| ``recorder_db_size_bytes`` | gauge: SQLite file + -wal + -shm (SQLite only) | |
+| ``recorder_disk_free_bytes`` | gauge: free on the database's filesystem (SQLite only) | |
+| ``recorder_db_growth_bytes_per_hour`` | gauge: over the last hour, once measured | |
+| ``recorder_disk_days_left`` | gauge: free / growth, while the database grows | |
 
 Every metric also has the label ``run_id``.
 """
@@ -161,6 +165,20 @@ class MetricsExporter(Collector):
             tasks.add_metric(run, snapshot.asyncio_tasks)
         stamp = gauge("recorder_health_timestamp_seconds", "When these values were taken", [])
         stamp.add_metric(run, taken_at)
+        disk = snapshot.disk
+        db_size = gauge("recorder_db_size_bytes", "Database file plus -wal and -shm", [])
+        free = gauge("recorder_disk_free_bytes", "Free bytes on the database's filesystem", [])
+        growth = gauge(
+            "recorder_db_growth_bytes_per_hour", "Database growth over the last hour", []
+        )
+        days_left = gauge("recorder_disk_days_left", "Days until the disk is full at that rate", [])
+        if disk is not None:
+            db_size.add_metric(run, disk.db_bytes)
+            free.add_metric(run, disk.free_bytes)
+            if disk.growth_bytes_per_hour is not None:
+                growth.add_metric(run, disk.growth_bytes_per_hour)
+            if disk.days_left is not None:
+                days_left.add_metric(run, disk.days_left)
         yield from (
             messages,
             rejected,
@@ -181,4 +199,8 @@ class MetricsExporter(Collector):
             memory,
             tasks,
             stamp,
+            db_size,
+            free,
+            growth,
+            days_left,
         )

@@ -11,7 +11,8 @@ The final status of a run:
 
 * ``error`` when it did not record what it was asked to: the public stream never connected,
   Bybit refused a topic, the private stream never authenticated (or never connected), rows
-  were left unwritten, or the session failed; ``runs.error`` says which;
+  were left unwritten, the disk guard stopped it (free space below ``disk.stop_free_mb``, exit
+  code 4), or the session failed; ``runs.error`` says which;
 * ``completed`` otherwise; ``runs.error`` then still notes what was not perfect (gaps REST
   could not fill, private auth failures after a success, refills left pending at shutdown).
 """
@@ -48,6 +49,7 @@ from grid_db import (
 )
 from recorder.config import DB_PASSWORD_ENV, RecorderConfig
 from recorder.dead_runs import abort_dead_sessions
+from recorder.disk_guard import DiskGuard, DiskLevel
 from recorder.health import HealthSnapshot, format_health, health_snapshot
 from recorder.health_file import FILE_NAME as HEALTH_FILE_NAME
 from recorder.health_file import HealthFileWriter
@@ -75,6 +77,8 @@ STRATEGY_ID = str(uuid.uuid5(_NAMESPACE, "strategy:recorder"))
 
 EXIT_ERROR = 1
 EXIT_DATABASE = 3
+#: the disk guard stopped the session: free space fell below ``disk.stop_free_mb``
+EXIT_DISK_FULL = 4
 
 
 def stream_settings(config: RecorderConfig, *, private: bool = False) -> WebSocketSettings:
@@ -120,6 +124,10 @@ def pipeline_config(config: RecorderConfig, run_id: str) -> PipelineConfig:
         )
         if account is not None
         else None,
+        ticker_min_interval_ms=config.tickers.min_interval_ms,
+        book_depths=config.books.depths,
+        book_checkpoint_every_updates=config.books.checkpoint_every_updates,
+        book_checkpoint_every_ms=round(config.books.checkpoint_every_seconds * 1000),
     )
 
 
@@ -221,6 +229,11 @@ class Recorder:
         self._started_monotonic = time.monotonic()
         self._health_task: asyncio.Task[None] | None = None
         self.verdict: Verdict | None = None
+        self.disk_guard = DiskGuard.for_database(db.sqlite_path, config.disk)
+        #: why the disk guard stopped the session (the run's error); None while it has not
+        self.disk_stop: str | None = None
+        self._disk_task: asyncio.Task[None] | None = None
+        self._stop_event: asyncio.Event | None = None
 
     # ---- lifecycle ------------------------------------------------------------
 
@@ -241,6 +254,11 @@ class Recorder:
             "on" if settings.account is not None else "off",
         )
         await self.pipeline.start()
+        if self.disk_guard is not None:
+            await self._check_disk()
+            self._disk_task = asyncio.create_task(self._disk_loop(), name="disk-guard")
+        else:
+            _log.info("disk guard off: the database is not a local SQLite file")
         self._health_task = asyncio.create_task(self._health_loop(), name="health")
         self._start_metrics()
         self._publish_health(self.health())
@@ -251,6 +269,11 @@ class Recorder:
             self.db.display_url,
             self.run_id,
         )
+        if self.config.tickers.min_interval_ms:
+            _log.info(
+                "tickers: sampled, at most one per %d ms per symbol (tickers.min_interval_ms)",
+                self.config.tickers.min_interval_ms,
+            )
 
     def _prepare_database(self) -> None:
         self.db.create_tables()
@@ -293,15 +316,22 @@ class Recorder:
 
         The run is closed with ``verdict(...)``: ``status`` unless the pipeline shows that
         it did not record what it was asked to (then ``error``), and ``runs.error`` says why.
+        After the disk guard stopped the session, the run ends ``error`` with its reason.
         """
         if self._stopped:
             return
         self._stopped = True
-        if self._health_task is not None:
-            self._health_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health_task
+        if self.disk_stop is not None and error is None:
+            status, error = RunStatus.ERROR, self.disk_stop
+        for task in (self._health_task, self._disk_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.pipeline.stop()
+        if self.disk_guard is not None and self._started:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(self.disk_guard.check)
         if self._started:
             self.verdict = verdict(self.pipeline, status, error)
         else:
@@ -326,12 +356,16 @@ class Recorder:
             _log.info("run %s %s", self.run_id, final.status.value)
 
     async def run_until_shutdown(self, stop_event: asyncio.Event | None = None) -> int:
-        """Run until SIGINT/SIGTERM, ``stop_event`` or ``duration_seconds``.
+        """Run until SIGINT/SIGTERM, ``stop_event``, ``duration_seconds`` or the disk guard.
 
         Starts the session unless ``start()`` already did. Returns 0 when the run ended
-        ``completed``, 1 when it ended ``error`` (see ``verdict``).
+        ``completed``, 1 when it ended ``error`` (see ``verdict``), 4 when the disk guard
+        stopped it (the run ends ``error`` too). The disk guard sets ``stop_event``.
         """
         stop_event = stop_event or asyncio.Event()
+        self._stop_event = stop_event
+        if self.disk_stop is not None:
+            stop_event.set()
         loop = asyncio.get_running_loop()
         received: list[str] = []
 
@@ -348,6 +382,10 @@ class Recorder:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.duration_seconds):
                     await stop_event.wait()
+            if self.disk_stop is not None:
+                _log.info("stopping (disk almost full): flushing writers")
+                await self.stop()
+                return EXIT_DISK_FULL
             reason = (
                 received[0]
                 if received
@@ -369,7 +407,11 @@ class Recorder:
     # ---- health ---------------------------------------------------------------
 
     def health(self) -> HealthSnapshot:
-        return health_snapshot(self.pipeline.health(), time.monotonic() - self._started_monotonic)
+        return health_snapshot(
+            self.pipeline.health(),
+            time.monotonic() - self._started_monotonic,
+            self.disk_guard.last if self.disk_guard is not None else None,
+        )
 
     def _log_health(self, status: str = "running") -> None:
         self.health_lines += 1
@@ -407,13 +449,38 @@ class Recorder:
             await asyncio.sleep(self.config.health_log_interval)
             self._log_health()
 
+    # ---- disk guard -----------------------------------------------------------
+
+    async def _disk_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.disk.check_interval_seconds)
+            await self._check_disk()
+
+    async def _check_disk(self) -> None:
+        """Measure the database's disk (on a worker thread); warn, or stop the session."""
+        guard = self.disk_guard
+        assert guard is not None
+        try:
+            usage = await asyncio.to_thread(guard.check)
+        except OSError as exc:
+            _log.warning("disk guard: cannot measure %s: %s", guard.path, exc)
+            return
+        if usage.level is DiskLevel.FLOOR:
+            if self.disk_stop is None:
+                self.disk_stop = guard.stop_reason(usage)
+                _log.error("%s", self.disk_stop)
+                if self._stop_event is not None:
+                    self._stop_event.set()
+        elif guard.warning_due():
+            _log.warning("%s", guard.warning(usage))
+
 
 async def record_session(
     config: RecorderConfig, output_dir: Path, command: Sequence[str] | None = None
 ) -> int:
     """One session in ``output_dir``: open the database, write ``session.json``, record until
     a signal or ``duration_seconds``. Returns the exit code (0 completed, 1 error, 3 the
-    database cannot be used). ``command`` is the command line that reproduces the session
+    database cannot be used, 4 the disk guard stopped it: free space below ``disk.stop_free_mb``). ``command`` is the command line that reproduces the session
     (default: ``recorder`` and the Hydra overrides saved in ``.hydra/overrides.yaml``)."""
     config = config.with_database_in(output_dir)
     assert config.database_url is not None

@@ -18,8 +18,10 @@ def _key(table: RecordTable[Any]) -> tuple[str, ...]:
     return table.natural_key
 
 
-#: a public trade (category, symbol, trade_id)
+#: a public trade (category, symbol, trade_time_ms, trade_id)
 TRADE_KEY = _key(tables.public_trades)
+#: one update of one order book (its time, update id and kind)
+BOOK_KEY = _key(tables.orderbook_updates)
 #: a private execution
 EXECUTION_KEY = _key(tables.private_executions)
 #: one state of an order

@@ -6,6 +6,8 @@ too. Endpoints are always constructor arguments.
 """
 
 from bybit_adapter.backoff import Backoff, ConnectionRateLimiter
+from bybit_adapter.book_decoder import BOOK_PREFIX, BookDecoder, book_topic
+from bybit_adapter.book_validator import BookAction, BookGap, BookValidator, BookVerdict
 from bybit_adapter.decoders import PrivateDecoder, TickerDecoder, TradeDecoder
 from bybit_adapter.errors import (
     BybitApiError,
@@ -26,9 +28,15 @@ from bybit_adapter.sink import ConnectionState, StreamSink, StreamStats
 from bybit_adapter.subscriptions import PRIVATE_TOPICS, public_topics
 
 __all__ = [
+    "BOOK_PREFIX",
     "PRIVATE_TOPICS",
     "AuthFailure",
     "Backoff",
+    "BookAction",
+    "BookDecoder",
+    "BookGap",
+    "BookValidator",
+    "BookVerdict",
     "BybitApiError",
     "BybitAuthError",
     "BybitError",
@@ -51,6 +59,7 @@ __all__ = [
     "TickerDecoder",
     "TradeDecoder",
     "WebSocketSettings",
+    "book_topic",
     "public_topics",
     "redact_server_text",
 ]

@@ -18,6 +18,7 @@ from bybit_adapter.wire import ItemReader, wire_fields, ws_struct
 from bybit_records import (
     DECIMAL_PATTERN,
     INT64,
+    TICKER_WIRE_KEYS,
     Category,
     DataSource,
     Execution,
@@ -245,7 +246,9 @@ class TickerDecoder:
     send snapshots only.
     """
 
-    _fields = tuple((f.name, f.wire.ws) for f in wire_fields(Ticker) if f.wire is not None)
+    _fields = TICKER_WIRE_KEYS
+    #: the state's keys stored elsewhere than in ``data``: its typed fields, and the symbol
+    _columns = frozenset(key for _, key in TICKER_WIRE_KEYS) | {"symbol"}
 
     def __init__(self, category: Category) -> None:
         self.category = category
@@ -279,7 +282,9 @@ class TickerDecoder:
             received_ts_ms=_ms(received_ns),
             cross_seq=_int64(cs),
             frame_type=FrameType(kind),
-            data=state,
+            # The other fields as this frame sent them (a delta: the changed ones): a
+            # ticker pushed every 100 ms rarely changes them, and would repeat them all.
+            data={key: value for key, value in data.items() if key not in self._columns},
             **typed,
         )
 

@@ -7,7 +7,8 @@ Read top to bottom, this module is the path of every public frame:
    task until one of them ends the connection (``ConnectionLost``: closed, pong
    timeout, unanswered request, stall);
 3. ``_frame``: each frame is a ``publicTrade`` frame (the hot path, decoded straight
-   into ``Trade`` records), another data frame (tickers), a pong, or a reply;
+   into ``Trade`` records), another data frame (tickers; order books, judged by the
+   ``BookValidator`` in ``_judge``), a pong, or a reply;
 4. ``_deliver``: records go to the sink; the outage tracker learns that data flowed,
    and an outage it can now close goes to the sink too.
 """
@@ -20,6 +21,8 @@ from typing import Any
 
 import aiohttp
 
+from bybit_adapter.book_decoder import BOOK_PREFIX, BookDecoder
+from bybit_adapter.book_validator import BookAction, BookValidator
 from bybit_adapter.decoders import TICKER_PREFIX, TRADE_PREFIX, TickerDecoder, TradeDecoder
 from bybit_adapter.errors import FrameRejected
 from bybit_adapter.keepalive import ConnectionLost
@@ -29,11 +32,12 @@ from bybit_adapter.sink import StreamSink
 from bybit_adapter.stream import Stream
 from bybit_adapter.subscriptions import Subscriptions, public_topics, symbol_of
 from bybit_adapter.transport import Socket, send_json
-from bybit_records import Category, OutageCause, Record, RejectedFrame, Trade
+from bybit_records import BookUpdate, Category, OutageCause, Record, RejectedFrame, Trade
 
 
 class PublicStream(Stream):
-    """Trades and tickers of ``symbols`` in one category, kept flowing into ``sink``."""
+    """Trades and tickers of ``symbols`` in one category, kept flowing into ``sink``; and
+    the order books among ``topics`` (``orderbook.{depth}.{symbol}``), checked by ``books``."""
 
     def __init__(
         self,
@@ -45,6 +49,7 @@ class PublicStream(Stream):
         settings: WebSocketSettings | None = None,
         session: aiohttp.ClientSession | None = None,
         topics: Sequence[str] | None = None,
+        books: BookValidator | None = None,
     ) -> None:
         self.category = category
         self.name = f"public.{category.value}"
@@ -67,6 +72,8 @@ class PublicStream(Stream):
         )
         self._trades = TradeDecoder(category)
         self._tickers = TickerDecoder(category)
+        self._book_decoder = BookDecoder(category)
+        self.books = books or BookValidator()
         # Option trades are keyed by base coin (publicTrade.BTC), tickers by contract.
         self._option = category is Category.OPTION
         self._healthy = False
@@ -84,6 +91,7 @@ class PublicStream(Stream):
     async def _serve(self, ws: Socket) -> ConnectionLost:
         self._healthy = False
         self._tickers.reset()  # a resubscribe sends fresh snapshots
+        self.books.reset()
         try:
             for request in self._subscriptions.connection_opened():
                 await send_json(ws, request)
@@ -124,6 +132,8 @@ class PublicStream(Stream):
                 records: Sequence[Record] = self._trades.frame(message, received_ns)
             elif topic.startswith(TICKER_PREFIX):
                 records = [self._tickers.frame(message, received_ns)]
+            elif topic.startswith(BOOK_PREFIX):
+                records = self._judge(self._book_decoder.frame(message, received_ns), topic)
             else:
                 raise FrameRejected(f"unsupported topic {topic!r:.80}")
         except FrameRejected as exc:
@@ -133,6 +143,59 @@ class PublicStream(Stream):
             return
         if records:
             self._deliver(records, topic, received_ns)
+        else:  # a book update stored as nothing: the connection is alive all the same
+            self.stats.data_frames += 1
+            self.tracker.data(symbol_of(topic), None, received_ns)
+            self._subscriptions.data_for(topic)
+
+    def _judge(self, update: BookUpdate, topic: str) -> list[BookUpdate]:
+        """What to store of a book update; a broken book is asked for again (its fresh
+        snapshot heals it), and the gap a snapshot closes goes to the sink."""
+        verdict = self.books.check(update)
+        broken = verdict.broken
+        if verdict.action is BookAction.BREAK and broken is not None:
+            self.stats.book_gaps += 1
+            self._log.warning(
+                "%s: book %s broke (%s: %s); resubscribing",
+                self.name,
+                topic,
+                broken.cause.value,
+                broken.detail,
+            )
+            self._outbox.extend(self._subscriptions.resubscribe(topic))
+        healed = verdict.healed
+        if healed is not None and healed.cause is OutageCause.BOOK_RESTART:
+            self.stats.book_gaps += 1  # a restart is found and healed by the same snapshot
+        if healed is not None:
+            self._log.warning(
+                "%s: book %s whole again after %.1fs (%s)",
+                self.name,
+                topic,
+                ((healed.end_ts_ms or healed.start_ts_ms) - healed.start_ts_ms) / 1000,
+                healed.cause.value,
+            )
+            self._hand_over([healed.record()])
+        return verdict.records
+
+    def _hand_over(self, records: Sequence[Record]) -> None:
+        """``records`` to the sink; a sink that fails is logged, never the stream's end."""
+        try:
+            self._sink.records(records)
+        except Exception:
+            self.stats.handler_errors += 1
+            self._log.exception("%s: the sink refused records", self.name)
+
+    async def stop(self) -> None:
+        """``Stream.stop``; a book still broken is recorded as a gap up to now."""
+        await super().stop()
+        now_ms = time.time_ns() // 1_000_000
+        for gap in self.books.open_gaps():
+            # open until now (on the exchange clock, never before the gap's start)
+            self._hand_over([gap.close(max(now_ms, gap.start_ts_ms), now_ms).record()])
+        self.books = BookValidator(
+            checkpoint_every_updates=self.books.checkpoint_every_updates,
+            checkpoint_every_ms=self.books.checkpoint_every_ms,
+        )
 
     def _deliver(
         self, records: Sequence[Record], topic: str, received_ns: int, symbol: str | None = None
@@ -151,11 +214,7 @@ class PublicStream(Stream):
             self._healthy = True
             assert self._connector is not None
             self._connector.healthy()
-        try:
-            self._sink.records(records)
-        except Exception:
-            stats.handler_errors += 1
-            self._log.exception("%s: the sink refused records", self.name)
+        self._hand_over(records)
         if ended is not None:
             self._report(ended)
         if self.tracker.is_open:

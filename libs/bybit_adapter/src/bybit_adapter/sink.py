@@ -48,6 +48,8 @@ class StreamStats:
     rejected_frames: int = 0
     handler_errors: int = 0
     outages: int = 0
+    #: order books found broken (a lost update, crossed, a restart): each a gaps row
+    book_gaps: int = 0
     pings_sent: int = 0
     pongs: int = 0
     #: connections lost, by cause

@@ -32,13 +32,23 @@ def ticker_topic(symbol: str) -> str:
     return f"tickers.{symbol}"
 
 
-def public_topics(symbols: Iterable[str], trades: bool = True, tickers: bool = True) -> list[str]:
+def book_topic(depth: int, symbol: str) -> str:
+    return f"orderbook.{depth}.{symbol}"
+
+
+def public_topics(
+    symbols: Iterable[str],
+    trades: bool = True,
+    tickers: bool = True,
+    book_depths: Sequence[int] = (),
+) -> list[str]:
     topics: list[str] = []
     for symbol in symbols:
         if trades:
             topics.append(trade_topic(symbol))
         if tickers:
             topics.append(ticker_topic(symbol))
+        topics += [book_topic(depth, symbol) for depth in book_depths]
     return topics
 
 
@@ -135,6 +145,12 @@ class Subscriptions:
             self.confirmed.update(request.topics)
             return []
         return self._failed(request.topics, str(message.get("ret_msg", "")))
+
+    def resubscribe(self, topic: str) -> list[dict[str, Any]]:
+        """The requests that ask for ``topic`` again on this connection: an unsubscribe,
+        then a subscribe (Bybit answers it with a fresh snapshot)."""
+        unsubscribe = {"req_id": next_req_id("unsub"), "op": "unsubscribe", "args": [topic]}
+        return [unsubscribe, self._request([topic])]
 
     def _take(self, req_id: Any) -> _Request | None:
         # Spot acks without a req_id carry none: then the oldest request is answered.

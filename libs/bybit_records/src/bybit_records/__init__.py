@@ -7,9 +7,18 @@ decodes frames into these records, ``grid_db`` builds its tables from them, and
 """
 
 from bybit_records.account import Execution, Order, Position, PrivateRecord, Wallet
-from bybit_records.enums import Category, DataSource, FillStatus, FrameType, OutageCause, Topic
+from bybit_records.book import Book, BookLevel, BookUpdate
+from bybit_records.enums import (
+    BookKind,
+    Category,
+    DataSource,
+    FillStatus,
+    FrameType,
+    OutageCause,
+    Topic,
+)
 from bybit_records.ledger import MAX_REJECTED_PAYLOAD, MAX_REJECTED_REASON, Gap, RejectedFrame
-from bybit_records.market import Ticker, Trade
+from bybit_records.market import TICKER_WIRE_KEYS, Ticker, Trade
 from bybit_records.record import (
     DECIMAL,
     DECIMAL_PATTERN,
@@ -28,6 +37,11 @@ __all__ = [
     "MAX_REJECTED_PAYLOAD",
     "MAX_REJECTED_REASON",
     "NONEMPTY",
+    "TICKER_WIRE_KEYS",
+    "Book",
+    "BookKind",
+    "BookLevel",
+    "BookUpdate",
     "Category",
     "DataSource",
     "Execution",

@@ -5,17 +5,25 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 from bybit_records.enums import Category, DataSource, FrameType
-from bybit_records.record import NONEMPTY, Decimal, Record, Wire
+from bybit_records.record import NONEMPTY, Decimal, Record, Wire, record_fields
 
 
 class Trade(Record, frozen=True, gc=False):
     """One public trade: a ``publicTrade`` item, or a REST ``recent-trade`` row.
 
     Identified by (category, symbol, trade_id): Bybit's ``i``/``execId`` is unique per
-    symbol (a UUID on derivatives, a decimal number on spot); ``seq`` is not.
+    symbol (a UUID on derivatives, a decimal number on spot); ``seq`` is not. The key
+    puts the trade's time before its id: a trade keeps its time wherever it is read
+    (WebSocket ``T``, REST ``time``), so the key identifies the same trades, and rows
+    keyed in time order are appended where trades arrive instead of at a random place.
     """
 
-    natural_key: ClassVar[tuple[str, ...] | None] = ("category", "symbol", "trade_id")
+    natural_key: ClassVar[tuple[str, ...] | None] = (
+        "category",
+        "symbol",
+        "trade_time_ms",
+        "trade_id",
+    )
 
     category: Category
     symbol: Annotated[str, Wire("s", "symbol")]
@@ -39,12 +47,15 @@ class Trade(Record, frozen=True, gc=False):
 
 
 class Ticker(Record, frozen=True, gc=False):
-    """The complete ticker state after one frame.
+    """The ticker state after one frame.
 
-    Linear and inverse tickers send a snapshot, then deltas holding only some fields;
-    each delta is merged into the last state, so every row is self-contained. The
-    typed fields are copied from that state; ``data`` is the whole state as Bybit
-    names it.
+    Linear and inverse tickers send a snapshot, then deltas holding only the fields that
+    changed; each delta is merged into the last state, and the typed fields are that
+    complete state, so they are self-contained in every row. ``data`` holds the frame's
+    other fields (``tickDirection``, ``basisRate`` ...) as Bybit named and sent them: all
+    of them in a snapshot, the changed ones in a delta (a reader who needs them merges
+    forward from the last snapshot). Rows written before release 2 hold the whole state
+    in ``data``.
     """
 
     category: Category
@@ -72,3 +83,19 @@ class Ticker(Record, frozen=True, gc=False):
     prev_price_24h: Annotated[str | None, Wire("prevPrice24h")]
     price_24h_pcnt: Annotated[str | None, Wire("price24hPcnt")]
     data: dict[str, Any]
+
+    def state(self) -> dict[str, Any]:
+        """The row as Bybit names its fields: the typed state, and ``data`` (absent fields
+        left out; a delta row holds only its changed fields of those without a column)."""
+        state = {"symbol": self.symbol, **self.data}
+        for name, key in TICKER_WIRE_KEYS:
+            value = getattr(self, name)
+            if value is not None:
+                state[key] = value
+        return state
+
+
+#: (field, Bybit's name) of every ticker field copied from the state
+TICKER_WIRE_KEYS: tuple[tuple[str, str], ...] = tuple(
+    (f.name, f.wire.ws) for f in record_fields(Ticker) if f.wire is not None
+)

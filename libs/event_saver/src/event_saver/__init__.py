@@ -16,6 +16,7 @@ from event_saver.pipeline import (
 from event_saver.reconciler import GapReconciler, ReconcilerStats, Writers
 from event_saver.router import RecordRouter
 from event_saver.table_writer import TableWriter, WriteDeferred, WriterSettings, WriterStats
+from event_saver.ticker_sampler import TickerSampler
 
 __all__ = [
     "AccountAccess",
@@ -29,6 +30,7 @@ __all__ = [
     "RecordingPipeline",
     "StreamHealth",
     "TableWriter",
+    "TickerSampler",
     "WriteDeferred",
     "WriterSettings",
     "WriterStats",

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from bybit_adapter import (
+    BookValidator,
     BybitRestClient,
     PrivateStream,
     PublicStream,
@@ -28,13 +29,15 @@ from bybit_adapter import (
     WebSocketSettings,
 )
 from bybit_adapter.sink import ConnectionState
+from bybit_adapter.subscriptions import public_topics
 from bybit_records import Category, Record
 from event_saver.db_worker import DatabaseWorker
 from event_saver.flow import FlowGate
 from event_saver.reconciler import GapReconciler, ReconcilerStats, Writers
 from event_saver.router import RecordRouter
 from event_saver.table_writer import TableWriter, WriterSettings, WriterStats
-from grid_db import RecordTable, RowContext, tables
+from event_saver.ticker_sampler import TickerSampler
+from grid_db import RecordTable, RowContext, RunRepository, tables
 
 _PUBLIC_TABLES = (tables.public_trades, tables.ticker_snapshots)
 _PRIVATE_TABLES = (
@@ -49,6 +52,7 @@ _LEDGER_TABLES = (tables.rejected_frames, tables.gaps)
 WRITER_NAMES = {
     tables.public_trades.name: "trades",
     tables.ticker_snapshots.name: "tickers",
+    tables.orderbook_updates.name: "books",
     tables.rejected_frames.name: "rejected",
     tables.gaps.name: "gaps",
     tables.private_executions.name: "executions",
@@ -85,6 +89,15 @@ class PipelineConfig:
     reconcile_delay: float = 0.5
     #: REST's recent-trade reach (Bybit: 1000, spot 60); tests make it smaller
     recent_trade_limit: int | None = None
+    #: keep at most one ticker state per this many ms of exchange time per symbol
+    #: (``event_saver.ticker_sampler``); 0 keeps every push
+    ticker_min_interval_ms: int = 0
+    #: the order-book depths recorded for every symbol (``orderbook.{depth}.{symbol}``)
+    book_depths: tuple[int, ...] = ()
+    #: a checkpoint (the whole book) after this many deltas, or this much exchange time,
+    #: since a book's last full state; None: never by that measure
+    book_checkpoint_every_updates: int | None = 1000
+    book_checkpoint_every_ms: int | None = 60_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +115,8 @@ class PipelineHealth:
     writers: tuple[WriterStats, ...]
     gaps: ReconcilerStats
     gaps_pending: int
+    #: ticker states dropped by sampling; None when every push is kept
+    tickers_sampled_out: int | None = None
 
 
 class RecordingPipeline:
@@ -116,6 +131,10 @@ class RecordingPipeline:
         self.reconciler: GapReconciler | None = None
         self.public: PublicStream | None = None
         self.private: PrivateStream | None = None
+        #: None when every ticker push is kept (``ticker_min_interval_ms`` 0)
+        self.ticker_sampler = (
+            TickerSampler(config.ticker_min_interval_ms) if config.ticker_min_interval_ms else None
+        )
         self._stack: contextlib.AsyncExitStack | None = None
 
     async def __aenter__(self) -> RecordingPipeline:
@@ -150,10 +169,15 @@ class RecordingPipeline:
         worker = DatabaseWorker()
         stack.push_async_callback(worker.aclose)
         account = config.account
-        public = RowContext(config.run_id)
-        private = RowContext(config.run_id, account.account_id if account else None)
+        run_ref = None
+        if config.run_id is not None:
+            run_id = config.run_id
+            run_ref = await worker.run(lambda: RunRepository(self.engine).ref_of(run_id))
+        public = RowContext(config.run_id, run_ref=run_ref)
+        private = RowContext(config.run_id, account.account_id if account else None, run_ref)
+        books = (tables.orderbook_updates,) if config.book_depths else ()
         plan: list[tuple[RecordTable[Any], RowContext, FlowGate | None]] = [
-            *((t, public, self.gate) for t in _PUBLIC_TABLES),
+            *((t, public, self.gate) for t in (*_PUBLIC_TABLES, *books)),
             *((t, public, None) for t in _LEDGER_TABLES),
         ]
         if account is not None:
@@ -179,15 +203,27 @@ class RecordingPipeline:
         self.reconciler = GapReconciler(
             self.rest,
             Writers(self.writers),
+            book_depths=config.book_depths,
             private_categories=(config.category,) if account else (),
             delay=config.reconcile_delay,
             recent_trade_limit=config.recent_trade_limit,
         )
         await self.reconciler.start()
         stack.push_async_callback(self.reconciler.stop)
-        router = RecordRouter(Writers(self.writers), self.reconciler, self.gate)
+        router = RecordRouter(
+            Writers(self.writers), self.reconciler, self.gate, self.ticker_sampler
+        )
         self.public = PublicStream(
-            config.public_ws_url, config.category, config.symbols, router, settings=config.public
+            config.public_ws_url,
+            config.category,
+            config.symbols,
+            router,
+            settings=config.public,
+            topics=public_topics(config.symbols, book_depths=config.book_depths),
+            books=BookValidator(
+                checkpoint_every_updates=config.book_checkpoint_every_updates,
+                checkpoint_every_ms=config.book_checkpoint_every_ms,
+            ),
         )
         await stack.enter_async_context(self.public)
         if account is not None:
@@ -215,4 +251,5 @@ class RecordingPipeline:
             writers=tuple(w.stats() for w in self.writers),
             gaps=reconciler.stats if reconciler else ReconcilerStats(),
             gaps_pending=reconciler.pending if reconciler else 0,
+            tickers_sampled_out=self.ticker_sampler.sampled_out if self.ticker_sampler else None,
         )

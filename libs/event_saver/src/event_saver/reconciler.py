@@ -94,8 +94,10 @@ class GapReconciler:
         private_categories: Sequence[Category] = (),
         delay: float = 0.5,
         recent_trade_limit: int | None = None,
+        book_depths: Sequence[int] = (),
     ) -> None:
         self._rest = rest
+        self._book_depths = tuple(book_depths)
         self._writers = writers
         self._private_categories = tuple(private_categories)
         self._delay = delay
@@ -179,6 +181,7 @@ class GapReconciler:
                 await self._refill_trades(outage, symbol, window.start_ms, window.first_after_ms)
             )
             gaps.append(self._ticker_gap(outage, symbol, window.start_ms))
+            gaps += [self._book_gap(outage, symbol, window.start_ms, d) for d in self._book_depths]
         await self._record(gaps)
         return gaps
 
@@ -236,6 +239,20 @@ class GapReconciler:
             FillStatus.UNFILLABLE,
             0,
             detail="Bybit keeps no ticker history",
+            count=False,
+        )
+
+    def _book_gap(self, outage: Outage, symbol: str, start_ms: int, depth: int) -> Gap:
+        return self._gap(
+            outage,
+            Topic.ORDERBOOK,
+            symbol,
+            outage.last_exchange_ts_ms or start_ms,
+            outage.end_ms,
+            FillStatus.UNFILLABLE,
+            0,
+            detail=f"orderbook.{depth}.{symbol}: Bybit keeps no book history; the book "
+            "restarts from the snapshot after the outage",
             count=False,
         )
 

@@ -19,7 +19,7 @@ from grid_db.errors import (
 )
 from grid_db.factory import DatabaseFactory, normalize_database_url
 from grid_db.migrations import MIGRATIONS, Migration, add_columns, prepare_schema
-from grid_db.models import Base, BybitAccount, Run, RunStatus, Strategy, User
+from grid_db.models import Base, BybitAccount, Run, RunRef, RunStatus, Strategy, User
 from grid_db.record_table import RecordTable, RowContext
 from grid_db.repositories import ReferenceDataRepository, RunRepository, now_ms
 from grid_db.settings import DatabaseSettings
@@ -45,6 +45,7 @@ __all__ = [
     "RowContext",
     "Run",
     "RunNotFoundError",
+    "RunRef",
     "RunRepository",
     "RunStatus",
     "Strategy",

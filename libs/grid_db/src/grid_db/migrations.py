@@ -5,7 +5,7 @@ with every migration's version. An existing one gets only the migrations it has 
 seen, in order, inside one transaction. Adding a field to a record is one
 ``add_columns`` migration at the end of ``MIGRATIONS``::
 
-    Migration(2, "public_trades.mark_price", add_columns(tables.public_trades, "mark_price"))
+    Migration(5, "public_trades.mark_price", add_columns(tables.public_trades, "mark_price"))
 
 (a column added to an existing table must allow NULL: old rows have no value for it).
 Schema preparation is safe when several recorders start at once on one database.
@@ -21,7 +21,7 @@ from sqlalchemy import BigInteger, Column, Connection, Engine, Integer, String, 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.schema import CreateColumn
 
-from grid_db import tables as _tables  # noqa: F401  (registers the data tables on Base)
+from grid_db import tables as _tables
 from grid_db.models import Base
 from grid_db.record_table import RecordTable
 from grid_db.repositories import now_ms
@@ -59,11 +59,79 @@ def add_columns(table: RecordTable[Any], *names: str) -> Callable[[Connection], 
     return apply
 
 
+#: How a column of today that an older table lacks is computed from the old row.
+_DERIVED = {"run_ref": "(SELECT ref FROM run_refs WHERE run_refs.run_id = {old}.run_id)"}
+
+
+def rebuild(table: RecordTable[Any]) -> Callable[[Connection], None]:
+    """A migration giving ``table`` its layout of today (keys, indexes), rows kept.
+
+    The old table is renamed and loses its indexes (their names are the new ones'),
+    today's table is created, the rows are copied over in key order (a record stored
+    twice under the old key and once under the new one is kept once; a ``run_ref``
+    found from the old ``run_id``), and the old table is dropped. It takes as long as
+    copying the table; readers wait for it.
+    """
+
+    def apply(conn: Connection) -> None:
+        quote = conn.dialect.identifier_preparer.quote
+        old = f"{table.name}_old"
+        conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} RENAME TO {quote(old)}")
+        if conn.dialect.name == "postgresql":
+            # Unique and primary keys are indexes too, whose names the new table takes.
+            keys = inspect(conn)
+            names = [c["name"] for c in keys.get_unique_constraints(old)]
+            names.append(keys.get_pk_constraint(old)["name"])
+            for name in filter(None, names):
+                conn.exec_driver_sql(f"ALTER TABLE {quote(old)} DROP CONSTRAINT {quote(name)}")
+        inspector = inspect(conn)  # a fresh one: an inspector caches what it read
+        for index in inspector.get_indexes(old):
+            conn.exec_driver_sql(f"DROP INDEX {quote(str(index['name']))}")
+        table.table.create(conn)
+        stored = {column["name"] for column in inspector.get_columns(old)}
+        kept = [c.name for c in table.table.columns if c.name in stored]
+        derived = {
+            name: _DERIVED[name].format(old=quote(old))
+            for name in table.column_names
+            if name not in stored and name in _DERIVED
+        }
+        columns = ", ".join(quote(name) for name in [*kept, *derived])
+        values = ", ".join([*(quote(name) for name in kept), *derived.values()])
+        order = ", ".join(quote(name) for name in table.natural_key or ("id",))
+        conn.exec_driver_sql(
+            f"INSERT INTO {quote(table.name)} ({columns}) SELECT {values} FROM {quote(old)} "
+            f"WHERE true ORDER BY {order} ON CONFLICT DO NOTHING"
+        )
+        if "id" in kept and conn.dialect.name == "postgresql":
+            # The ids were copied, not drawn: the next one drawn must come after them.
+            conn.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                f"coalesce(max(id), 0) + 1, false) FROM {quote(table.name)}"
+            )
+        conn.exec_driver_sql(f"DROP TABLE {quote(old)}")
+
+    return apply
+
+
 def _baseline(conn: Connection) -> None:
     """The first release's layout, which every table created since then has."""
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "baseline", _baseline),)
+def _number_the_runs(conn: Connection) -> None:
+    """Every run gets its number (``run_refs``, created empty just before), in the order
+    the runs started."""
+    conn.exec_driver_sql(
+        "INSERT INTO run_refs (run_id) SELECT id FROM runs "
+        "WHERE id NOT IN (SELECT run_id FROM run_refs) ORDER BY started_at_ms, id"
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "baseline", _baseline),
+    Migration(2, "run_refs", _number_the_runs),
+    Migration(3, "public_trades clustered by time, with run_ref", rebuild(_tables.public_trades)),
+    Migration(4, "ticker_snapshots with run_ref", rebuild(_tables.ticker_snapshots)),
+)
 
 
 def prepare_schema(engine: Engine) -> list[int]:

@@ -147,3 +147,18 @@ class Run(Base):
         String(UUID_STRING_LENGTH), ForeignKey("strategies.id", ondelete="SET NULL"), nullable=True
     )
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class RunRef(Base):
+    """A run's small number, which the big data tables store instead of its 36-character
+    id (``run_ref``): 4 bytes a row instead of 37. One per run, made with the run."""
+
+    __tablename__ = "run_refs"
+
+    ref: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(
+        String(UUID_STRING_LENGTH),
+        ForeignKey("runs.id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    )

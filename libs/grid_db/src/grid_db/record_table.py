@@ -26,6 +26,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -33,7 +34,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-from bybit_records import DataSource, FieldInfo, FillStatus, FrameType, Record, record_fields
+from bybit_records import (
+    BookKind,
+    DataSource,
+    FieldInfo,
+    FillStatus,
+    FrameType,
+    Record,
+    record_fields,
+)
 
 R = TypeVar("R", bound=Record)
 
@@ -43,30 +52,41 @@ AutoincrementId = BigInteger().with_variant(Integer(), "sqlite")
 UUID_STRING_LENGTH = 36
 #: Enums whose values this project defines once and for all: CHECK-constrained. Open
 #: vocabularies (categories, topics, outage causes) grow without a migration.
-CHECKED_ENUMS: tuple[type[enum.StrEnum], ...] = (DataSource, FrameType, FillStatus)
+CHECKED_ENUMS: tuple[type[enum.StrEnum], ...] = (DataSource, FrameType, FillStatus, BookKind)
 
 _json = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
 class RowContext:
-    """What a writer adds to each record: the run that recorded it, and whose account."""
+    """What a writer adds to each record: the run that recorded it (its id, and its
+    number in ``run_refs``), and whose account."""
 
     run_id: str | None = None
     account_id: str | None = None
+    run_ref: int | None = None
 
 
 class ContextColumn(enum.StrEnum):
     RUN = "run_id"
+    #: the run's number (``run_refs.ref``): what the big tables store instead of its id
+    RUN_REF = "run_ref"
     ACCOUNT = "account_id"
 
     def column(self) -> Column[Any]:
-        if self is ContextColumn.RUN:
-            # SET NULL: recorded data outlives the bookkeeping row of its session.
-            target, on_delete, nullable = "runs.id", "SET NULL", True
-        else:
-            # RESTRICT: deleting an account must not silently delete its records.
-            target, on_delete, nullable = "bybit_accounts.id", "RESTRICT", False
+        # SET NULL: recorded data outlives the bookkeeping row of its session.
+        # RESTRICT: deleting an account must not silently delete its records.
+        if self is ContextColumn.RUN_REF:
+            return Column(
+                self.value,
+                Integer(),
+                ForeignKey("run_refs.ref", ondelete="SET NULL"),
+                nullable=True,
+            )
+        target, on_delete, nullable = {
+            ContextColumn.RUN: ("runs.id", "SET NULL", True),
+            ContextColumn.ACCOUNT: ("bybit_accounts.id", "RESTRICT", False),
+        }[self]
         return Column(
             self.value,
             String(UUID_STRING_LENGTH),
@@ -74,7 +94,9 @@ class ContextColumn(enum.StrEnum):
             nullable=nullable,
         )
 
-    def value_of(self, context: RowContext) -> str | None:
+    def value_of(self, context: RowContext) -> str | int | None:
+        if self is ContextColumn.RUN_REF:
+            return context.run_ref
         return context.run_id if self is ContextColumn.RUN else context.account_id
 
 
@@ -89,12 +111,16 @@ class RecordTable(Generic[R]):
         *,
         context: Sequence[ContextColumn],
         indexes: Sequence[Sequence[str]] = (),
+        clustered: bool = False,
     ) -> None:
         self.record = record
         self.fields = record_fields(record)
         self.context = tuple(context)
         self.natural_key = record.natural_key
-        columns: list[Any] = [Column("id", AutoincrementId, primary_key=True, autoincrement=True)]
+        self.clustered = clustered
+        columns: list[Any] = []
+        if not clustered:
+            columns.append(Column("id", AutoincrementId, primary_key=True, autoincrement=True))
         columns += [Column(f.name, _sql_type(f), nullable=f.nullable) for f in self.fields]
         columns += [c.column() for c in self.context]
         constraints: list[Any] = [
@@ -104,10 +130,15 @@ class RecordTable(Generic[R]):
             for f in self.fields
             if f.type in CHECKED_ENUMS
         ]
-        if self.natural_key is not None:
+        if clustered:
+            # The natural key is the primary key and the rows are stored in its order
+            # (SQLite: WITHOUT ROWID): no surrogate id, no second index to maintain.
+            assert self.natural_key is not None, f"{name}: a clustered table needs a natural key"
+            constraints.append(PrimaryKeyConstraint(*self.natural_key))
+        elif self.natural_key is not None:
             constraints.append(UniqueConstraint(*self.natural_key))
         constraints += [Index(None, *names) for names in indexes]
-        self.table = Table(name, metadata, *columns, *constraints)
+        self.table = Table(name, metadata, *columns, *constraints, sqlite_with_rowid=not clustered)
         self._to_row = self._row_builder()
 
     @property
@@ -118,6 +149,17 @@ class RecordTable(Generic[R]):
     def ignores_duplicates(self) -> bool:
         """A record with a natural key is stored once; a second copy is skipped."""
         return self.natural_key is not None
+
+    @property
+    def storage_order(self) -> tuple[Column[Any], ...]:
+        """The columns rows are stored in order of: the key of a clustered table, else
+        the surrogate id (the order rows were written in)."""
+        c = self.table.c
+        return (
+            tuple(c[n] for n in self.natural_key)
+            if self.clustered and self.natural_key
+            else (c.id,)
+        )
 
     @cached_property
     def column_names(self) -> tuple[str, ...]:

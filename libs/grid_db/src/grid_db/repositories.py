@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import sessionmaker
 
 from grid_db.errors import InvalidArgumentError, RunNotFoundError, UnsupportedDialectError
-from grid_db.models import Base, BybitAccount, Run, RunStatus, Strategy, User
+from grid_db.models import Base, BybitAccount, Run, RunRef, RunStatus, Strategy, User
 
 #: ``runs.error`` given to a run whose process is gone but which was still ``running``.
 DEAD_RUN_ERROR = "the recorder process ended without closing this run (killed or crashed)"
@@ -75,7 +75,16 @@ class RunRepository(_Repository):
         )
         with self._sessions.begin() as session:
             session.add(run)
+            session.flush()  # the run row first: its number refers to it
+            session.add(RunRef(run_id=run.id))
         return run
+
+    def ref_of(self, run_id: str) -> int | None:
+        """The run's number (``run_refs.ref``), which trades and tickers store; None for
+        a run without one."""
+        with self._engine.connect() as connection:
+            ref = connection.scalar(select(RunRef.ref).where(RunRef.run_id == run_id))
+        return None if ref is None else int(ref)
 
     def finish_run(
         self,

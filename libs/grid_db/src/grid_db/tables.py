@@ -1,7 +1,9 @@
 """Which record is stored in which table, with the indexes its readers need.
 
 The columns come from the records (``bybit_records``); see ``record_table``. Every
-data table also holds the run that recorded a row; private tables hold the account.
+data table also holds the run that recorded a row (trades and tickers: its number in
+``run_refs``); private tables hold the account.
+Trades are clustered by their natural key, which starts with the trade's time.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from typing import Any, TypeVar, cast
 
 from bybit_records import (
+    BookUpdate,
     Execution,
     Gap,
     Order,
@@ -23,22 +26,25 @@ from grid_db.models import Base
 from grid_db.record_table import ContextColumn, RecordTable
 
 _PUBLIC = (ContextColumn.RUN,)
+#: the big tables: the run's number, not its id (see ``models.RunRef``)
+_MARKET = (ContextColumn.RUN_REF,)
 _PRIVATE = (ContextColumn.ACCOUNT, ContextColumn.RUN)
 _metadata = Base.metadata
 
-public_trades = RecordTable(
-    Trade,
-    "public_trades",
-    _metadata,
-    context=_PUBLIC,
-    indexes=[("category", "symbol", "trade_time_ms"), ("run_id",)],
-)
+# The two big tables carry no index on their run: the tools read a run's rows by time
+# and symbol, or all at once, and the index would cost ~10-40 bytes per row.
+public_trades = RecordTable(Trade, "public_trades", _metadata, context=_MARKET, clustered=True)
 ticker_snapshots = RecordTable(
     Ticker,
     "ticker_snapshots",
     _metadata,
-    context=_PUBLIC,
-    indexes=[("category", "symbol", "exchange_ts_ms"), ("run_id",)],
+    context=_MARKET,
+    indexes=[("category", "symbol", "exchange_ts_ms")],
+)
+# Order books as Bybit sent them (snapshots, deltas) plus the recorder's checkpoints,
+# clustered like trades: a book's updates are one contiguous, time-ordered range.
+orderbook_updates = RecordTable(
+    BookUpdate, "orderbook_updates", _metadata, context=_MARKET, clustered=True
 )
 private_executions = RecordTable(
     Execution,
@@ -99,6 +105,7 @@ rejected_frames = RecordTable(
 RECORD_TABLES: tuple[RecordTable[Any], ...] = (
     public_trades,
     ticker_snapshots,
+    orderbook_updates,
     private_executions,
     orders,
     position_snapshots,

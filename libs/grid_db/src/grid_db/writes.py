@@ -4,7 +4,7 @@ Live rows and REST refills, every writer and every tool that copies records, go
 through ``write_records``. The caller owns the transaction::
 
     with engine.begin() as conn:
-        new = write_records(conn, tables.public_trades, trades, RowContext(run_id))
+        new = write_records(conn, tables.public_trades, trades, RowContext(run_id, run_ref=ref))
     duplicates = len(trades) - new
 
 Why one fixed statement per table and dialect: the statement text never depends on

@@ -39,25 +39,14 @@ from __future__ import annotations
 from recorder_tools.check.algorithm import check_completeness
 from recorder_tools.check.database import symbols_in_db
 from recorder_tools.check.errors import CompletenessError
-from recorder_tools.check.model import (
-    CompletenessReport,
-    DuplicateTrade,
-    MissingTrade,
-    SymbolReport,
-    ValueMismatch,
-    Window,
-)
+from recorder_tools.check.model import CompletenessReport, SymbolReport
 from recorder_tools.check.truth import TruthTrade, is_archive_source, load_truth
 
 __all__ = [
     "CompletenessError",
     "CompletenessReport",
-    "DuplicateTrade",
-    "MissingTrade",
     "SymbolReport",
     "TruthTrade",
-    "ValueMismatch",
-    "Window",
     "check_completeness",
     "is_archive_source",
     "load_truth",

@@ -23,6 +23,7 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import func, select
@@ -45,6 +46,8 @@ from recorder_tools.schema import (
     RUNS,
     STREAM_PUBLIC_TRADE,
     TICKER_SNAPSHOTS,
+    RunColumn,
+    run_column,
 )
 
 #: The gap stream whose rows can excuse a missing public trade.
@@ -158,6 +161,10 @@ class _SymbolCheck:
     def _trades_where(self) -> list[Any]:
         return [PUBLIC_TRADES.c.category == self.category, PUBLIC_TRADES.c.symbol == self.symbol]
 
+    @cached_property
+    def _trade_run(self) -> RunColumn:
+        return run_column(self.conn, PUBLIC_TRADES)
+
     def _stored(self, condition: Any) -> dict[str, list[_Stored]]:
         """The stored trades of the symbol that meet ``condition``, by trade id."""
         rows = self.conn.execute(
@@ -167,14 +174,16 @@ class _SymbolCheck:
                 PUBLIC_TRADES.c.price,
                 PUBLIC_TRADES.c.size,
                 PUBLIC_TRADES.c.side,
-                PUBLIC_TRADES.c.run_id,
+                self._trade_run.column,
             )
             .where(*self._trades_where())
             .where(condition)
         )
+        run_id = self._trade_run.run_id
         found: dict[str, list[_Stored]] = {}
         for trade_id, time_ms, price, size, side, row_run in rows:
-            found.setdefault(trade_id, []).append(_Stored(time_ms, price, size, side, row_run))
+            stored = _Stored(time_ms, price, size, side, run_id(row_run))
+            found.setdefault(trade_id, []).append(stored)
         return found
 
     def window(self, since_ms: int | None, until_ms: int | None) -> Window:
@@ -185,7 +194,7 @@ class _SymbolCheck:
         )
         query = query.where(*self._trades_where())
         if self.run_id is not None:
-            query = query.where(PUBLIC_TRADES.c.run_id == self.run_id)
+            query = query.where(self._trade_run.of(self.run_id))
         first, last = self.conn.execute(query).one()
         source = "trades"
         if first is None or last is None:
@@ -317,16 +326,18 @@ class _SymbolCheck:
         (ticker rows are every run's own; a trade is stored under the run that saw it first)."""
         spans: dict[str, tuple[int, int]] = {}
         for table in (PUBLIC_TRADES, TICKER_SNAPSHOTS):
+            run_of = run_column(self.conn, table)
             rows = self.conn.execute(
                 select(
-                    table.c.run_id,
+                    run_of.column,
                     func.min(table.c.received_ts_ms),
                     func.max(table.c.received_ts_ms),
                 )
                 .where(table.c.category == self.category, table.c.symbol == self.symbol)
-                .group_by(table.c.run_id)
+                .group_by(run_of.column)
             )
-            for run, first, last in rows:
+            for value, first, last in rows:
+                run = run_of.run_id(value)
                 if run is None or first is None or last is None:
                     continue
                 before = spans.get(run, (int(first), int(last)))

@@ -33,7 +33,7 @@ def timestamp_name(ms_column: str) -> str:
 
 def _schema(spec: TableExport, decimals: dict[str, Any]) -> Any:
     fields = [pa.field("session", pa.string(), nullable=False)]
-    for column in spec.table.columns:
+    for column in spec.columns:
         if spec.by_symbol and column.name == "symbol":
             continue  # in the partition path
         fields.append(pa.field(column.name, _arrow_type(column)))
@@ -55,8 +55,8 @@ class BatchBuilder:
         self.decimals = decimals
         self.result = result
         self.schema = _schema(spec, decimals)
-        self.names = [c.name for c in spec.table.columns]
-        self.types = {c.name: _arrow_type(c) for c in spec.table.columns}
+        self.names = [c.name for c in spec.columns]
+        self.types = {c.name: _arrow_type(c) for c in spec.columns}
 
     def build(self, session: str, rows: Sequence[Sequence[Any]]) -> Any:
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in self.names]

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, inspect, select
 
-from recorder_tools.database import open_all_read_only
+from recorder_tools.database import OpenDatabase, open_all_read_only
 from recorder_tools.export.tables import TABLES
 from recorder_tools.export.writing import export_table
 from recorder_tools.schema import RUNS
@@ -43,7 +43,11 @@ def export(target: str | os.PathLike[str], out: Path, overwrite: bool = False) -
         # the earliest session first: its copy of a row stored twice is the one kept
         sources = sorted(databases, key=lambda s: (_first_start(s.engine), s.source.label))
         out.mkdir(parents=True, exist_ok=True)
-        tables = {spec.name: export_table(spec, sources, out) for spec in TABLES}
+        # A table an older release did not have (order books) is exported from the rest.
+        tables = {
+            spec.name: export_table(spec, [s for s in sources if _holds(s, spec.name)], out)
+            for spec in TABLES
+        }
     manifest = {
         "created_at_ms": time.time_ns() // 1_000_000,
         "source": databases.target,
@@ -64,6 +68,10 @@ def export(target: str | os.PathLike[str], out: Path, overwrite: bool = False) -
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _holds(source: OpenDatabase, table: str) -> bool:
+    return inspect(source.engine).has_table(table)
 
 
 def _first_start(engine: Engine) -> int:

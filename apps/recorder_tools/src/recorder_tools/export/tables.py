@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Column, ColumnElement, Connection, String, Table
 
-from recorder_tools.keys import EXECUTION_KEY, ID_KEY, ORDER_STATE_KEY, TRADE_KEY
+from grid_db.record_table import UUID_STRING_LENGTH
+from recorder_tools.keys import BOOK_KEY, EXECUTION_KEY, ID_KEY, ORDER_STATE_KEY, TRADE_KEY
 from recorder_tools.schema import (
     BYBIT_ACCOUNTS,
     GAPS,
+    ORDERBOOK_UPDATES,
     ORDERS,
     POSITION_SNAPSHOTS,
     PRIVATE_EXECUTIONS,
@@ -20,6 +23,7 @@ from recorder_tools.schema import (
     TICKER_SNAPSHOTS,
     USERS,
     WALLET_SNAPSHOTS,
+    run_column,
 )
 
 
@@ -38,6 +42,23 @@ class TableExport:
     @property
     def name(self) -> str:
         return self.table.name
+
+    @property
+    def columns(self) -> list[Column[Any]]:
+        """The columns exported, in order: the table's, the run's number (``run_ref``)
+        given as the run's id (``run_id``), as in every release's databases."""
+        return [RUN_ID if c.name == "run_ref" else c for c in self.table.columns]
+
+    def selected(self, conn: Connection) -> list[ColumnElement[Any]]:
+        """What to SELECT for ``columns`` from the database of ``conn``."""
+        if "run_ref" not in self.table.c:
+            return list(self.table.columns)
+        run_id = run_column(conn, self.table).id_column.label("run_id")
+        return [run_id if c.name == "run_ref" else c for c in self.table.columns]
+
+
+#: the run of a trade or ticker row, as exported
+RUN_ID = Column("run_id", String(UUID_STRING_LENGTH))
 
 
 TABLES = (
@@ -70,6 +91,14 @@ TABLES = (
             "prev_price_24h",
             "price_24h_pcnt",
         ),
+    ),
+    # Levels stay JSON text ([[price, size], ...], exact strings); ``grid_db.books``
+    # rebuilds books from these rows.
+    TableExport(
+        ORDERBOOK_UPDATES,
+        key=BOOK_KEY,
+        by_symbol=True,
+        day_column="exchange_ts_ms",
     ),
     TableExport(
         PRIVATE_EXECUTIONS,

@@ -54,6 +54,11 @@ def _partitions(
     return dict(sorted(found.items(), key=lambda item: (item[0][0] or "", item[0][1])))
 
 
+def _selected(spec: TableExport, source: OpenDatabase) -> list[Any]:
+    with source.engine.connect() as conn:
+        return spec.selected(conn)
+
+
 def _read_chunks(engine: Engine, query: Any) -> Iterator[Sequence[Sequence[Any]]]:
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True).execute(query)
@@ -89,7 +94,8 @@ def export_table(spec: TableExport, sources: Sequence[OpenDatabase], out: Path) 
     builder = BatchBuilder(spec, decimals, result)
     table = spec.table
     order = [table.c[spec.day_column]] if spec.day_column else []
-    order.append(table.c.id)
+    # By key where the table has one: clustered tables (trades) have no id column.
+    order += [table.c[name] for name in spec.key] if spec.key else [table.c.id]
     if spec.day_column is None:
         result.partitioning = []
         dedupe = Deduplicator(spec, builder.names, set()) if spec.key else None
@@ -97,7 +103,8 @@ def export_table(spec: TableExport, sources: Sequence[OpenDatabase], out: Path) 
         folder.mkdir(parents=True, exist_ok=True)
         with pq.ParquetWriter(folder / PART_FILE, builder.schema) as writer:
             for source in sources:
-                for rows in _read_chunks(source.engine, select(*table.columns).order_by(*order)):
+                query = select(*_selected(spec, source)).order_by(*order)
+                for rows in _read_chunks(source.engine, query):
                     kept = dedupe.fresh(rows) if dedupe else rows
                     writer.write_table(builder.build(source.source.label, kept))
                     result.rows += len(kept)
@@ -118,7 +125,7 @@ def export_table(spec: TableExport, sources: Sequence[OpenDatabase], out: Path) 
         time_column = table.c[spec.day_column]
         with pq.ParquetWriter(folder / PART_FILE, builder.schema) as writer:
             for index, category in holders:
-                query = select(*table.columns).where(
+                query = select(*_selected(spec, sources[index])).where(
                     time_column >= start, time_column < start + DAY_MS
                 )
                 if spec.by_symbol:

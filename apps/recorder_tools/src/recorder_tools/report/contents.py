@@ -15,6 +15,7 @@ from recorder_tools.schema import (
     TICKER_SNAPSHOTS,
     GapRow,
     RunRow,
+    run_column,
 )
 from recorder_tools.trade_activity import Instrument
 
@@ -72,15 +73,16 @@ def read_contents(source: SessionDatabase, engine: Engine) -> DatabaseContents:
 
 def _rows_per_run(conn: Connection, table: Table) -> RowsPerRun:
     c = table.c
+    run_of = run_column(conn, table)
     query = select(
-        c.run_id,
+        run_of.column,
         c.category,
         c.symbol,
         func.count(),
         func.min(c.received_ts_ms),
         func.max(c.received_ts_ms),
-    ).group_by(c.run_id, c.category, c.symbol)
+    ).group_by(run_of.column, c.category, c.symbol)
     return {
-        (run_id, category, symbol): (int(count), int(first), int(last))
-        for run_id, category, symbol, count, first, last in conn.execute(query)
+        (run_of.run_id(run), category, symbol): (int(count), int(first), int(last))
+        for run, category, symbol, count, first, last in conn.execute(query)
     }

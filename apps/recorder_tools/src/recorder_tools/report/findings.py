@@ -17,7 +17,7 @@ from recorder_tools.report.model import (
     Report,
     SessionFacts,
 )
-from recorder_tools.schema import RUN_RUNNING, STREAM_PUBLIC_TRADE, STREAM_TICKERS
+from recorder_tools.schema import NEVER_REFILLED, RUN_RUNNING, STREAM_PUBLIC_TRADE
 
 NO_HOLES = "no holes: every trade gap was refilled, and no time between sessions"
 #: "no holes" when some trade gap was not refilled but other sessions recorded its window
@@ -106,7 +106,7 @@ def _union_note(report: Report, session: SessionFacts) -> str:
         for h in report.holes
         if h.kind == "gap"
         and h.folder == session.folder
-        and h.stream != STREAM_TICKERS
+        and h.stream not in NEVER_REFILLED
         and h.missing_from_ms is not None
     ]
     if unfilled and all(h.covered for h in unfilled):

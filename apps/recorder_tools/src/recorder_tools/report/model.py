@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from recorder_tools.schema import STREAM_PUBLIC_TRADE, STREAM_TICKERS
+from recorder_tools.schema import STREAM_ORDERBOOK, STREAM_PUBLIC_TRADE, STREAM_TICKERS
 
 #: gap causes that mean the connection was lost and re-established
 RECONNECT_CAUSES = ("disconnect", "stall", "pong_timeout", "connect_failed")
-PUBLIC_STREAMS = frozenset({STREAM_PUBLIC_TRADE, STREAM_TICKERS})
+PUBLIC_STREAMS = frozenset({STREAM_PUBLIC_TRADE, STREAM_TICKERS, STREAM_ORDERBOOK})
 MINUTE_MS = 60_000
 #: the ``kind`` of a hole that is time no session recorded
 BETWEEN_SESSIONS = "between sessions"
@@ -56,6 +56,11 @@ class SessionFacts:
     #: receive time of the last trade or ticker row the session wrote (host clock), as
     #: stored: unlike ``recorded_until_ms`` never moved to now for a live session
     last_row_ms: int | None = None
+    #: the run's ``tickers.min_interval_ms``: 0 kept every ticker push; N kept a symbol's
+    #: state once N ms (exchange time) passed since its last kept one
+    ticker_min_interval_ms: int = 0
+    #: the same in words: ``every push`` or ``sampled, at most one per N ms per symbol``
+    tickers_kept: str = "every push"
 
 
 @dataclass(frozen=True, slots=True)

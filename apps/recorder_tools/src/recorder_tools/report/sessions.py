@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import PurePath
+from typing import Any
 from urllib.parse import urlsplit
 
 from recorder.provenance import host_name, pid_alive
@@ -14,17 +15,20 @@ from recorder_tools.report.model import (
     ConnectionEvents,
     SessionFacts,
 )
-from recorder_tools.schema import FILL_FILLED, RUN_RUNNING, STREAM_TICKERS, RunRow
+from recorder_tools.schema import FILL_FILLED, NEVER_REFILLED, RUN_RUNNING, RunRow
 
 
-def _config_summary(config_json: str) -> tuple[str | None, list[str], str | None]:
-    """(category, symbols, network host) from a run's saved configuration."""
+def _saved_config(config_json: str) -> dict[str, Any]:
+    """A run's saved configuration; empty when it cannot be read."""
     try:
         config = json.loads(config_json)
     except ValueError:
-        return None, [], None
-    if not isinstance(config, dict):
-        return None, [], None
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _config_summary(config: dict[str, Any]) -> tuple[str | None, list[str], str | None]:
+    """(category, symbols, network host) from a run's saved configuration."""
     category = config.get("category")
     symbols = [str(s) for s in config.get("symbols") or []]
     network = config.get("network") or {}
@@ -37,8 +41,25 @@ def _config_summary(config_json: str) -> tuple[str | None, list[str], str | None
     return (str(category) if category else None), symbols, host
 
 
+def ticker_min_interval_ms(config: dict[str, Any]) -> int:
+    """A run's ``tickers.min_interval_ms``; 0 (every push) for a run recorded before the
+    setting existed, which kept every push."""
+    tickers = config.get("tickers")
+    value = tickers.get("min_interval_ms") if isinstance(tickers, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def tickers_kept(min_interval_ms: int) -> str:
+    """What a session kept of the ticker pushes, in words."""
+    if min_interval_ms <= 0:
+        return "every push"
+    return f"sampled, at most one per {min_interval_ms} ms per symbol"
+
+
 def session_facts(db: DatabaseContents, run: RunRow, now_ms: int) -> SessionFacts:
-    category, symbols, host = _config_summary(run.config_json)
+    config = _saved_config(run.config_json)
+    category, symbols, host = _config_summary(config)
+    min_interval_ms = ticker_min_interval_ms(config)
     trades = {k: v for k, v in db.trades.items() if k[0] == run.id}
     tickers = {k: v for k, v in db.tickers.items() if k[0] == run.id}
     symbols = list(dict.fromkeys([*symbols, *(k[2] for k in trades), *(k[2] for k in tickers)]))
@@ -76,6 +97,8 @@ def session_facts(db: DatabaseContents, run: RunRow, now_ms: int) -> SessionFact
         error=run.error,
         host=run.host,
         last_row_ms=max((r[2] for r in rows), default=None),
+        ticker_min_interval_ms=min_interval_ms,
+        tickers_kept=tickers_kept(min_interval_ms),
     )
 
 
@@ -110,7 +133,7 @@ def connection_events(db: DatabaseContents, run: RunRow, folder: str) -> Connect
         rejected_frames=db.rejected.get(run.id, 0),
         gaps=len(gaps),
         unfilled_gaps=sum(
-            1 for g in gaps if g.stream != STREAM_TICKERS and g.fill_status != FILL_FILLED
+            1 for g in gaps if g.stream not in NEVER_REFILLED and g.fill_status != FILL_FILLED
         ),
         outages=len(
             {(g.stream in PUBLIC_STREAMS, g.detected_at_ms) for g in gaps if g.cause != "silence"}

@@ -68,6 +68,7 @@ def _sessions(report: Report) -> Table:
         table.add_column(name)
     table.add_column("trades", justify="right")
     table.add_column("tickers", justify="right")
+    table.add_column("tickers kept")
     for s in report.sessions:
         status = f"[{_STATUS_STYLE.get(s.status, 'white')}]{s.status}[/]"
         if s.process_gone:
@@ -85,6 +86,7 @@ def _sessions(report: Report) -> Table:
             s.network_host or "-",
             f"{s.trades:,}",
             f"{s.ticker_rows:,}",
+            s.tickers_kept,
         )
     return table
 
