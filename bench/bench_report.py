@@ -300,6 +300,11 @@ def _flood_why(flat: FlatOutResult, floor: LimitResult | None, limit: LimitResul
     return "; ".join(parts)
 
 
+#: issue 14's targets for the SQLite layout
+TRADE_BYTES_TARGET = 150
+TICKER_BYTES_TARGET = 250
+
+
 def _disk_rows(run: Run) -> list[SummaryRow]:
     """Bytes per stored row in the databases the bench recorded, and a day of BTCUSDT."""
     flat = run.flat_out
@@ -319,8 +324,8 @@ def _disk_rows(run: Run) -> list[SummaryRow]:
                 f"bytes per trade row: `public_trades` and its indexes ({trades_from}, "
                 f"{trades.method})",
                 f"{trades.per_row:,.0f} B ({_btrees(trades)})",
-                "",
-                "",
+                f"≤ {TRADE_BYTES_TARGET} B",
+                _yes(trades.per_row <= TRADE_BYTES_TARGET),
             )
         )
     if tickers is not None and tickers.per_row is not None:
@@ -329,9 +334,16 @@ def _disk_rows(run: Run) -> list[SummaryRow]:
                 "" if rows else name,
                 "bytes per ticker row: `ticker_snapshots` and its indexes (the realistic run's "
                 f"{tickers.rows:,} rows, `writer=default`, {tickers.method})",
-                f"{tickers.per_row:,.0f} B ({_btrees(tickers)})",
-                "",
-                "",
+                f"{tickers.per_row:,.0f} B ({_btrees(tickers)})"
+                + (
+                    ""
+                    if tickers.per_row <= TICKER_BYTES_TARGET
+                    else f"; missed by {tickers.per_row / TICKER_BYTES_TARGET - 1:.0%}: the 17 "
+                    "typed columns hold the whole merged state, exact strings, in every row "
+                    "(meeting it means storing changed fields only, or `tickers.min_interval_ms`)"
+                ),
+                f"≤ {TICKER_BYTES_TARGET} B",
+                _yes(tickers.per_row <= TICKER_BYTES_TARGET),
             )
         )
     if (
