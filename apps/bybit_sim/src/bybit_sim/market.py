@@ -35,7 +35,7 @@ from bybit_sim.instruments import (
     parse_option_contract,
     parse_symbol,
 )
-from bybit_sim.orderbook import BookStream, FullBook
+from bybit_sim.orderbook import BookStream, FullBook, poisson
 from bybit_sim.replay import ReplayScript
 from bybit_sim.tasks import cancel_and_wait
 from bybit_sim.topics import BOOK_PUSH_MS, PublicTopic
@@ -51,19 +51,6 @@ _SEQ_START = {
 }
 _EIGHT_HOURS_MS = 8 * 3600 * 1000
 _EMPTY: frozenset[WsConnection] = frozenset()
-
-
-def _poisson(rng: random.Random, lam: float) -> int:
-    if lam <= 0:
-        return 0
-    if lam > 30:
-        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
-    limit, k, p = math.exp(-lam), 0, 1.0
-    while True:
-        p *= rng.random()
-        if p <= limit:
-            return k
-        k += 1
 
 
 def _to_units(text: str, scale: int) -> int:
@@ -148,7 +135,7 @@ class MarketBase:
     def _burst_size(self) -> int:
         mean, low = self._mean_burst(), self._low_mean()
         if mean > low:  # high rate: batch many trades per frame
-            return 1 + _poisson(self.rng, mean - 1)
+            return 1 + poisson(self.rng, mean - 1)
         k = max(1, self.hub.cfg.burst_max)
         if k == 1 or self.rng.random() < 0.6:
             return 1

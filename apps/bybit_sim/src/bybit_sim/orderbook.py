@@ -39,7 +39,8 @@ _LEVELS_OPTION = 40  # option books are thin
 _MAX_ENGINE_STEP_S = 1.0  # an idle book catches up at most this much activity at once
 
 
-def _poisson(rng: random.Random, lam: float) -> int:
+def poisson(rng: random.Random, lam: float) -> int:
+    """A Poisson draw of mean ``lam`` (normal approximation above 30)."""
     if lam <= 0:
         return 0
     if lam > 30:
@@ -192,7 +193,7 @@ class FullBook:
         elapsed = min(max(elapsed, 0.0), _MAX_ENGINE_STEP_S)
         self.last_step = loop_now
         self._align()
-        for _ in range(_poisson(self._rng, self.rate * elapsed)):
+        for _ in range(poisson(self._rng, self.rate * elapsed)):
             self._event()
         self._refill()
         if self._changed:
