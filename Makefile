@@ -45,7 +45,7 @@ test-fast: install ## run the tests except the end-to-end ones and the bench smo
 soak: install ## randomized fault soak: SOAK_SECONDS (default 600) of drops, pauses, black holes ...
 	SOAK_SECONDS=$${SOAK_SECONDS:-600} $(UV) run pytest -q -s -m soak -p no:cacheprovider
 
-bench: install ## benchmarks (~6 min, 2 cores): print the table, write docs/benchmarks.md
+bench: install ## benchmarks (~7 min, 2 cores): print the table, write docs/benchmarks.md
 	UV="$(UV)" $(UV) run python bench/run.py $(ARGS)
 
 check: install ## check a session against a truth: make check SESSION=outputs/... TRUTH=http://127.0.0.1:8765

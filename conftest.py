@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -39,9 +40,8 @@ def db(database_url: str) -> Iterator[DatabaseFactory]:
 
 @pytest.fixture
 async def worker() -> AsyncIterator[DatabaseWorker]:
-    w = DatabaseWorker()
-    yield w
-    await w.aclose()
+    async with contextlib.aclosing(DatabaseWorker()) as w:
+        yield w
 
 
 @pytest.fixture

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from bench_books import BookFloodResult
 from bench_disk import TICKERS_PER_DAY, TRADES_PER_DAY, TableBytes, gb_per_day
 from bench_pipeline import PipelineResult
 from bench_postgres import PgLimitResult, RowBytes, TwoRecordersResult
-from bench_scenarios import FlatOutResult, LimitResult, RealisticResult
+from bench_scenarios import FlatOutResult, LimitResult, RealisticResult, ThreadTimes
 
 from grid_db import tables as grid_tables
 
@@ -30,6 +31,15 @@ PARSE_SPEEDUP = 2.0
 CPU_SHARE = 0.05
 RSS_MB = 150.0
 P99_MARGIN_MS = 100.0
+#: issue 15: the book flood's committed updates/s as a share of its limit (plain sqlite3
+#: inserts of the same rows; method.md says why a fifth)
+BOOK_FLOOD_RATIO = 0.2
+#: issue 15: the realistic scenario with depth-50 books, share of one core
+BOOK_CPU_SHARE = 0.10
+#: bytes on disk per stored book update, at most this share of the frame's own bytes
+BOOK_BYTES_RATIO = 1.0
+#: Bybit's push intervals (ms) of the depths the bench records (linear)
+BOOK_PUSH_MS = {50: 20, 200: 100}
 
 
 @dataclass
@@ -62,8 +72,20 @@ class Run:
     #: the SQLite floods, one per writer option, in run order
     flat_outs: list[FlatOutResult] = field(default_factory=list)
     realistic: list[RealisticResult] = field(default_factory=list)
+    book_flood: BookFloodResult | None = None
     pipeline: PipelineResult | None = None
     postgres: PostgresRun = field(default_factory=PostgresRun)
+
+    def realistic_run(self, writer: str = "default", books: bool = False) -> RealisticResult | None:
+        """The realistic run of ``writer``, with order books or without."""
+        return next(
+            (
+                r
+                for r in self.realistic
+                if r.writer == writer and (r.book_depth is not None) == books
+            ),
+            None,
+        )
 
     @property
     def flat_out(self) -> FlatOutResult | None:
@@ -147,6 +169,10 @@ def _cpu_share(r: RealisticResult) -> str:
     return f"{r.cpu_share:.1%} ({user / r.seconds:.1%} + {system / r.seconds:.1%})"
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def _yes(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
@@ -186,11 +212,11 @@ def _flat_rate_row(
     )
 
 
-def _peak_rss_row(peak_rss_mb: float) -> SummaryRow:
+def _peak_rss_row(peak_rss_mb: float, note: str = "") -> SummaryRow:
     return (
         "",
         "peak RSS",
-        f"{peak_rss_mb:.0f} MB",
+        f"{peak_rss_mb:.0f} MB{note}",
         f"< {RSS_MB:.0f} MB",
         _yes(peak_rss_mb < RSS_MB),
     )
@@ -252,17 +278,7 @@ def _flood_rows(
     rows: list[SummaryRow] = [
         (name, "committed trades/s (first arrival to last commit)", result, target, met)
     ]
-    why = _flood_why(flat, floor, limit)
-    if why:
-        rows.append(
-            (
-                "",
-                "where the time went (the recorder's two busy threads, over the push)",
-                why,
-                "",
-                "",
-            )
-        )
+    rows += _why_row(_flood_why(flat, floor, limit))
     rows.append(
         ("", "CPU per 1,000 trades (all threads)", f"{flat.cpu_ms_per_1000:.1f} ms", "", "")
     )
@@ -273,31 +289,52 @@ def _flood_rows(
 
 def _flood_why(flat: FlatOutResult, floor: LimitResult | None, limit: LimitResult | None) -> str:
     """The database thread's and the event loop's time, against the plain inserts' CPU."""
+    plain = [("the limit", limit), ("the floor", floor)]
+    return _threads_why(flat.threads, flat.trades, "trade", plain, flat.backpressure_pauses)
+
+
+def _threads_why(
+    threads: dict[str, ThreadTimes],
+    count: int,
+    noun: str,
+    plain: list[tuple[str, LimitResult | None]],
+    pauses: int,
+) -> str:
+    """The database thread's and the event loop's time over a flood of ``count`` ``noun``s,
+    against the CPU per row of the plain inserts named in ``plain``."""
     parts = []
-    db, loop = flat.threads.get("database"), flat.threads.get("event_loop")
+    db, loop = threads.get("database"), threads.get("event_loop")
     if db is not None:
         text = (
             f"database thread: on a CPU {db.on_cpu / db.wall:.0%}, waiting for one "
             f"{db.run_queue / db.wall:.0%}, blocked or idle {db.blocked_or_idle / db.wall:.0%} "
-            f"(the GIL, the disk, the next batch); {db.on_cpu / flat.trades * 1e6:.2f} µs of "
-            "CPU per trade"
+            f"(the GIL, the disk, the next batch); {db.on_cpu / count * 1e6:.2f} µs of "
+            f"CPU per {noun}"
         )
-        plain = [
+        cpu = [
             f"{name}'s {r.cpu_us_per_row:.2f}"
-            for name, r in (("the limit", limit), ("the floor", floor))
+            for name, r in plain
             if r is not None and r.cpu_us_per_row is not None
         ]
-        if plain:
-            text += f" (plain sqlite3: {' and '.join(plain)} per row)"
+        if cpu:
+            text += f" (plain sqlite3: {' and '.join(cpu)} per row)"
         parts.append(text)
     if loop is not None:
         parts.append(
             f"event loop: on a CPU {loop.on_cpu / loop.wall:.0%}, "
-            f"{loop.on_cpu / flat.trades * 1e6:.2f} µs per trade"
+            f"{loop.on_cpu / count * 1e6:.2f} µs per {noun}"
         )
     if parts:
-        parts.append(f"reads paused by back-pressure {flat.backpressure_pauses} times")
+        parts.append(f"reads paused by back-pressure {pauses} times")
     return "; ".join(parts)
+
+
+def _why_row(why: str) -> list[SummaryRow]:
+    if not why:
+        return []
+    return [
+        ("", "where the time went (the recorder's two busy threads, over the push)", why, "", "")
+    ]
 
 
 #: issue 14's targets for the SQLite layout
@@ -308,7 +345,7 @@ TICKER_BYTES_TARGET = 250
 def _disk_rows(run: Run) -> list[SummaryRow]:
     """Bytes per stored row in the databases the bench recorded, and a day of BTCUSDT."""
     flat = run.flat_out
-    realistic = next((r for r in run.realistic if r.writer == "default"), None)
+    realistic = run.realistic_run()
     trades = flat.trade_bytes if flat is not None else None
     trades_from = f"the flood's {trades.rows:,} rows" if trades is not None else ""
     if trades is None and realistic is not None and realistic.trade_bytes is not None:
@@ -384,63 +421,195 @@ def summary_rows(run: Run) -> list[SummaryRow]:
         rows.append(_sqlite_limit_row(limit, floor))
     for flat in run.flat_outs:
         rows += _flood_rows(flat, floor, limit)
-    rows += _disk_rows(run)
+    if run.book_flood is not None:
+        rows += _book_flood_rows(run.book_flood)
+    disk = _disk_rows(run)
+    rows += disk + _book_disk_rows(run, first=not disk)
     for r in run.realistic:
-        budget = r.flush_interval * 1000 + P99_MARGIN_MS
-        lat = r.latency_ms
-        p99 = lat.get("p99")
-        rows.append(
-            (
-                f"**Recorder, realistic**: {r.symbols} symbols, `writer={r.writer}`",
-                "CPU share of one core (user + system)",
-                _cpu_share(r),
-                f"< {CPU_SHARE:.0%}",
-                _yes(r.cpu_share < CPU_SHARE),
-            )
-        )
-        rows.append(
-            (
-                "",
-                f"arrival → commit p50 / p99 / max ({lat.get('n', 0):,} rows)",
-                f"{_ms(lat.get('p50'))} / {_ms(p99)} / {_ms(lat.get('max'))} ms",
-                f"p99 < {budget:,.0f} ms",
-                _yes(p99 is not None and p99 < budget),
-            )
-        )
-        rows.append(_peak_rss_row(r.peak_rss_mb))
-        rows.append(
-            (
-                "",
-                "trades and tickers stored, all printed ones",
-                f"{r.trades:,} trades, {r.tickers:,} tickers",
-                "none dropped",
-                "yes",  # realistic() raises on any loss
-            )
-        )
+        rows += _realistic_rows(r, run.realistic_run(r.writer) if r.book_depth else None)
     rows += postgres_rows(run.postgres)
-    pipe = run.pipeline
-    if pipe is not None:
-        first = True
-        for stage in pipe.stages:
-            ours = stage.trades_per_second(stage.decoder_s)
-            if stage.peer_s is None:
-                result = f"{_n(ours)} trades/s (cryptofeed: not run)"
-                target, met = f"≥ {PARSE_SPEEDUP:.0f}x cryptofeed", "n/a"
-            else:
-                speedup = stage.peer_s / stage.decoder_s
-                peer = stage.trades_per_second(stage.peer_s)
-                result = f"{_n(ours)} vs {_n(peer)} trades/s = **{speedup:.1f}x**"
-                target, met = f"≥ {PARSE_SPEEDUP:.0f}x cryptofeed", _yes(speedup >= PARSE_SPEEDUP)
-            rows.append(
-                (
-                    "**Parse + normalize**, ours vs cryptofeed" if first else "",
-                    _frame_label(stage.frame_size),
-                    result,
-                    target,
-                    met,
-                )
+    if run.pipeline is not None:
+        rows += _parse_rows(run.pipeline)
+    return rows
+
+
+def _realistic_rows(r: RealisticResult, plain: RealisticResult | None) -> list[SummaryRow]:
+    """A realistic run: CPU, latency, memory, what it stored; with books, against
+    ``plain``, the run of the same writer without them."""
+    budget = r.flush_interval * 1000 + P99_MARGIN_MS
+    lat = r.latency_ms
+    p99 = lat.get("p99")
+    rows = [_realistic_cpu_row(r, plain)]
+    rows.append(
+        (
+            "",
+            f"arrival → commit p50 / p99 / max ({lat.get('n', 0):,} rows)",
+            f"{_ms(lat.get('p50'))} / {_ms(p99)} / {_ms(lat.get('max'))} ms",
+            f"p99 < {budget:,.0f} ms",
+            _yes(p99 is not None and p99 < budget),
+        )
+    )
+    rows.append(_peak_rss_row(r.peak_rss_mb))
+    stored = f"{r.trades:,} trades, {r.tickers:,} tickers"
+    if r.book_depth:
+        stored += (
+            f", {r.books:,} book updates (and {_plural(r.checkpoints, 'checkpoint')}); no book gap, "
+            "every update pushed up to the last stored"
+        )
+    what = "trades, tickers and book updates" if r.book_depth else "trades and tickers"
+    # realistic() raises on any loss
+    rows.append(("", f"{what} stored, all printed ones", stored, "none dropped", "yes"))
+    return rows
+
+
+def _realistic_cpu_row(r: RealisticResult, plain: RealisticResult | None) -> SummaryRow:
+    name = f"**Recorder, realistic**: {r.symbols} symbols, `writer={r.writer}`"
+    if not r.book_depth:
+        return (
+            name,
+            "CPU share of one core (user + system)",
+            _cpu_share(r),
+            f"< {CPU_SHARE:.0%}",
+            _yes(r.cpu_share < CPU_SHARE),
+        )
+    rate = r.arrival_rate("BookUpdate")
+    name += (
+        f" + `orderbook.{r.book_depth}` of each (Bybit's {BOOK_PUSH_MS.get(r.book_depth, '?')} "
+        f"ms pushes, {rate:,.0f} updates/s in all)"
+    )
+    result = _cpu_share(r)
+    if plain is not None:
+        result += (
+            f"; without books, in this run: {plain.cpu_share:.1%}, so the books took "
+            f"{r.cpu_share - plain.cpu_share:.1%}"
+        )
+    if r.cpu_share > BOOK_CPU_SHARE:
+        result += f" (missed by {r.cpu_share / BOOK_CPU_SHARE - 1:.0%})"
+    return (
+        name,
+        "CPU share of one core (user + system)",
+        result,
+        f"≤ {BOOK_CPU_SHARE:.0%}",
+        _yes(r.cpu_share <= BOOK_CPU_SHARE),
+    )
+
+
+def _parse_rows(pipe: PipelineResult) -> list[SummaryRow]:
+    rows: list[SummaryRow] = []
+    for stage in pipe.stages:
+        ours = stage.trades_per_second(stage.decoder_s)
+        target = f"≥ {PARSE_SPEEDUP:.0f}x cryptofeed"
+        if stage.peer_s is None:
+            result, met = f"{_n(ours)} trades/s (cryptofeed: not run)", "n/a"
+        else:
+            speedup = stage.peer_s / stage.decoder_s
+            peer = stage.trades_per_second(stage.peer_s)
+            result = f"{_n(ours)} vs {_n(peer)} trades/s = **{speedup:.1f}x**"
+            met = _yes(speedup >= PARSE_SPEEDUP)
+        name = "" if rows else "**Parse + normalize**, ours vs cryptofeed"
+        rows.append((name, _frame_label(stage.frame_size), result, target, met))
+    return rows
+
+
+def _book_flood_rows(book: BookFloodResult) -> list[SummaryRow]:
+    """The book limit, then the book flood against it (the target), and why."""
+    rows: list[SummaryRow] = []
+    limit = book.limit
+    if limit is not None:
+        name, measure, result, _, _ = _limit_row(
+            limit, "**Book limit**: plain sqlite3, the book flood's rows into `orderbook_updates`"
+        )
+        if limit.cpu_us_per_row is not None:
+            result += f"; CPU {limit.cpu_us_per_row:.2f} µs per row"
+        rows.append((name, measure, result, "", ""))
+    rows.append(_book_rate_row(book))
+    plain = [("the book limit", limit)]
+    pauses = int(book.details.get("recorder", {}).get("backpressure_pauses") or 0)
+    rows += _why_row(_threads_why(book.push.threads, book.updates, "update", plain, pauses))
+    rows.append(
+        ("", "CPU per 1,000 updates (all threads)", f"{book.cpu_ms_per_1000:.1f} ms", "", "")
+    )
+    buffered = int(book.details.get("recorder", {}).get("books_peak_buffered") or 0)
+    note = (
+        f" (the book writer's buffer held up to {buffered:,} updates at once, each with a "
+        "list per level: method.md)"
+        if buffered
+        else ""
+    )
+    rows.append(_peak_rss_row(book.push.peak_rss_mb, note))
+    rows.append(
+        (
+            "",
+            "updates stored / pushed (and the subscription's snapshot); book gaps, rejected frames",
+            f"{book.stored:,} / {book.updates:,} + 1 (and {_plural(book.checkpoints, 'checkpoint')}); "
+            "0 gaps, 0 rejected",
+            "each once, none rejected",
+            "yes",  # book_flood() raises otherwise
+        )
+    )
+    return rows
+
+
+def _book_rate_row(book: BookFloodResult) -> SummaryRow:
+    rate, push_ms = book.updates_per_second, BOOK_PUSH_MS.get(book.depth)
+    name = (
+        f"**Recorder, book flood**: {book.updates:,} `orderbook.{book.depth}` updates, one "
+        f"per frame (a snapshot, then deltas of {book.levels_per_delta:.1f} changed levels "
+        f"on average; {book.frame_bytes_per_update:,.0f} B a frame)"
+    )
+    result = f"{_n(rate)} updates/s"
+    if push_ms:
+        result += f" (= {rate * push_ms / 1000:,.0f} books at Bybit's {push_ms} ms)"
+    target, met = f"≥ {BOOK_FLOOD_RATIO}x the book limit", "n/a"
+    limit = book.limit_updates_per_second
+    if limit is not None:
+        ratio = rate / limit
+        result = f"{result} = **{ratio:.2f}x** the book limit"
+        if ratio < BOOK_FLOOD_RATIO:
+            needed = BOOK_FLOOD_RATIO * limit
+            result += f" (missed by {1 - rate / needed:.0%}: {BOOK_FLOOD_RATIO}x is {_n(needed)})"
+        met = _yes(ratio >= BOOK_FLOOD_RATIO)
+    return (name, "committed updates/s (first arrival to last commit)", result, target, met)
+
+
+def _book_disk_rows(run: Run, first: bool) -> list[SummaryRow]:
+    """Bytes per stored book update: the flood's (the target) and the realistic run's;
+    ``first``: they open the on-disk rows."""
+    rows: list[SummaryRow] = []
+    book = run.book_flood
+    per_update = book.bytes_per_update if book is not None else None
+    if book is not None and per_update is not None and book.book_bytes is not None:
+        ratio = per_update / book.frame_bytes_per_update
+        push_ms = BOOK_PUSH_MS.get(book.depth)
+        day = (
+            f"; {DAY * 1000 / push_ms * per_update / 1e9:.2f} GB a day for one book"
+            if push_ms
+            else ""
+        )
+        rows.append(
+            (
+                "**On disk**, SQLite: the databases recorded above" if first else "",
+                f"bytes per book update: `orderbook_updates` over the book flood's {book.stored:,} "
+                f"updates, the bytes of its {_plural(book.checkpoints, 'checkpoint')} included "
+                f"(`orderbook.{book.depth}`, {book.book_bytes.method})",
+                f"{per_update:,.0f} B = **{ratio:.2f}x** the frame as sent "
+                f"({book.frame_bytes_per_update:,.0f} B){day}",
+                f"≤ {BOOK_BYTES_RATIO:.0f}x the frame",
+                _yes(ratio <= BOOK_BYTES_RATIO),
             )
-            first = False
+        )
+    realistic = run.realistic_run(books=True)
+    if realistic is not None and realistic.book_bytes is not None and realistic.books:
+        rows.append(
+            (
+                "",
+                f"bytes per book update in the realistic run (`orderbook.{realistic.book_depth}`, "
+                f"{realistic.books:,} updates and {_plural(realistic.checkpoints, 'checkpoint')})",
+                f"{realistic.book_bytes.total / realistic.books:,.0f} B",
+                "",
+                "",
+            )
+        )
     return rows
 
 
@@ -667,7 +836,7 @@ def fleet(run: Run) -> list[str]:
         "busy on average, the rest left for bursts and for catching up after an outage.",
         "",
     ]
-    realistic = next((r for r in run.realistic if r.writer == "default"), None)
+    realistic = run.realistic_run()
     pg = run.postgres
     burst = pg.flat_out or run.flat_out
     per_recorder: float | None = None  # symbols at the top rate per recorder

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 from bench_disk import TableBytes, table_bytes
@@ -44,6 +44,7 @@ from bybit_sim import TruthTrade
 from grid_db import DatabaseFactory, DatabaseSettings, RowContext, RunRepository, tables
 from grid_db.writes import insert_sql
 
+T = TypeVar("T")
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 
@@ -138,6 +139,15 @@ class SimProcess:
     def truth_trades(self, symbol: str, category: str = "linear") -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.get(
             f"/sim/ground-truth/trades?category={category}&symbol={symbol}"
+        )
+        return result
+
+    def truth_book_updates(
+        self, symbol: str, depth: int, category: str = "linear"
+    ) -> list[dict[str, Any]]:
+        """The kept updates of ``orderbook.{depth}.{symbol}``: ``ts, u, seq, cts, type``."""
+        result: list[dict[str, Any]] = self.get(
+            f"/sim/ground-truth/book-updates?category={category}&symbol={symbol}&depth={depth}"
         )
         return result
 
@@ -450,31 +460,32 @@ class LimitResult:
 
 def limit(trades: list[TruthTrade], batches: tuple[int, ...], workdir: Path) -> LimitResult:
     """The most plain sqlite3 persists of these trades: the best of ``batches`` sizes."""
-    return _best_of(trades, batches, workdir, "limit", limit_once)
+    return best_of(trades, batches, workdir, "limit", limit_once)
 
 
 def floor(trades: list[TruthTrade], batches: tuple[int, ...], workdir: Path) -> LimitResult:
     """The floor: the same rows appended to an unindexed table, the best of ``batches``."""
-    return _best_of(trades, batches, workdir, "floor", floor_once)
+    return best_of(trades, batches, workdir, "floor", floor_once)
 
 
-def _best_of(
-    trades: list[TruthTrade],
+def best_of(
+    items: list[T],
     batches: tuple[int, ...],
     workdir: Path,
     name: str,
-    once: Callable[[list[TruthTrade], int, Path], tuple[float, float]],
+    once: Callable[[list[T], int, Path], tuple[float, float]],
 ) -> LimitResult:
+    """``once(items, batch, file)`` for each batch size, each into a fresh file."""
     by_batch, cpu = {}, {}
     for batch in batches:
         path = workdir / f"{name}-{batch}.db"
-        by_batch[batch], cpu[batch] = once(trades, batch, path)
+        by_batch[batch], cpu[batch] = once(items, batch, path)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
-    return LimitResult(len(trades), by_batch, cpu)
+    return LimitResult(len(items), by_batch, cpu)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def connect_sqlite(path: Path) -> sqlite3.Connection:
     """A plain sqlite3 connection with the recorder's PRAGMAs (``grid_db.factory``)."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
@@ -483,7 +494,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _timed_inserts(
+def timed_inserts(
     conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]], batch: int, name: str
 ) -> tuple[float, float]:
     """(rows/s, CPU seconds) of ``executemany`` of ``rows``, one transaction per ``batch``."""
@@ -509,11 +520,9 @@ def limit_once(trades: list[TruthTrade], batch: int, path: Path) -> tuple[float,
     the rows are built before the clock starts.
     """
     rows = trade_rows(trades, new_database(f"sqlite:///{path}"))
-    conn = _connect(path)
+    conn = connect_sqlite(path)
     try:
-        return _timed_inserts(
-            conn, insert_sql(tables.public_trades, "sqlite"), rows, batch, "limit"
-        )
+        return timed_inserts(conn, insert_sql(tables.public_trades, "sqlite"), rows, batch, "limit")
     finally:
         conn.close()
 
@@ -529,14 +538,14 @@ def floor_once(trades: list[TruthTrade], batch: int, path: Path) -> tuple[float,
     ``batch``; the rows are built before the clock starts."""
     rows = trade_rows(trades, new_database(f"sqlite:///{path}"))
     columns = tables.public_trades.column_names
-    conn = _connect(path)
+    conn = connect_sqlite(path)
     try:
         conn.execute(f"CREATE TABLE {FLOOR_TABLE} ({', '.join(columns)})")
         sql = (
             f"INSERT INTO {FLOOR_TABLE} ({', '.join(columns)}) "
             f"VALUES ({', '.join('?' * len(columns))})"
         )
-        return _timed_inserts(conn, sql, rows, batch, "floor")
+        return timed_inserts(conn, sql, rows, batch, "floor")
     finally:
         conn.close()
 
@@ -654,19 +663,27 @@ class TreeCpu:
         return sum(cpu - self._start.get(pid, 0.0) for pid, cpu in now.items())
 
 
+def start_push(sim: SimProcess, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Ask the simulator for a firehose (``path``) and wait until its frames are made and
+    its push starts; its status then."""
+    sim.post(path, body)
+    deadline = time.monotonic() + 120
+    while (status := sim.get(path))["state"] in ("waiting", "generating"):
+        if time.monotonic() > deadline:
+            raise BenchError(f"{path}: generation took over 120 s")
+        time.sleep(0.005)
+    if status["state"] == "failed":
+        raise BenchError(f"{path} failed: {status['error']}")
+    return dict(status)
+
+
 def start_firehose(sim: SimProcess, symbol: str, trades: int, batch: int) -> None:
-    """Ask for the firehose and wait until its trades are generated (the push starts)."""
-    sim.post(
+    """Ask for the trade firehose and wait until its trades are generated (the push starts)."""
+    start_push(
+        sim,
         "/sim/firehose",
         {"category": "linear", "symbol": symbol, "trades": trades, "batch": batch},
     )
-    deadline = time.monotonic() + 120
-    while (status := sim.get("/sim/firehose"))["state"] == "generating":
-        if time.monotonic() > deadline:
-            raise BenchError("firehose: generation took over 120 s")
-        time.sleep(0.005)
-    if status["state"] == "failed":
-        raise BenchError(f"firehose failed: {status['error']}")
 
 
 def count_trades(database_url: str) -> tuple[int, int]:
@@ -677,6 +694,63 @@ def count_trades(database_url: str) -> tuple[int, int]:
         "FROM public_trades",
     )
     return int(rows), int(keys)
+
+
+@dataclass
+class PushTimes:
+    """The recorder (and the simulator, and a database server) over one flood."""
+
+    #: the recorder's ``reached`` event: first arrival and last commit
+    reached: dict[str, Any]
+    cpu_seconds: float
+    threads: dict[str, ThreadTimes]
+    server_cpu_seconds: float | None
+    sim_cpu_share: float
+    peak_rss_mb: float
+    #: the firehose's status once the recorder reached its count
+    status: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        """First arrival to last commit."""
+        return float(self.reached["last_commit_ns"] - self.reached["first_arrival_ns"]) / 1e9
+
+
+def measure_push(
+    sim: SimProcess,
+    recorder: RecorderProcess,
+    name: str,
+    firehose: tuple[str, dict[str, Any]],
+    timeout: float,
+    server_pid: int | None = None,
+) -> PushTimes:
+    """Once the recorder is ready, start the simulator's ``firehose`` (its path and
+    request) and measure until the recorder reports ``reached``: its CPU, its threads',
+    the server's and the simulator's."""
+    ready = recorder.wait("ready", 60)
+    recorder.profile(name, idle=True)
+    start_push(sim, *firehose)
+    threads = ThreadClock(recorder.proc.pid, ready.get("threads", {}))
+    cpu_before = recorder.cpu_seconds()
+    server = TreeCpu(server_pid) if server_pid is not None else None
+    sim_ps = psutil.Process(sim.proc.pid)
+    sim_cpu_before = sum(sim_ps.cpu_times()[:2])
+    wall_before = time.monotonic()
+    reached = recorder.wait("reached", timeout)
+    thread_times = threads.since()
+    cpu = recorder.cpu_seconds() - cpu_before
+    server_cpu = server.since() if server is not None else None
+    sim_cpu = sum(sim_ps.cpu_times()[:2]) - sim_cpu_before
+    wall = time.monotonic() - wall_before
+    return PushTimes(
+        reached,
+        cpu,
+        thread_times,
+        server_cpu,
+        sim_cpu / wall,
+        recorder.peak_rss_mb(),
+        sim.get(firehose[0]),
+    )
 
 
 def flat_out(
@@ -696,48 +770,38 @@ def flat_out(
     """
     launch = Launch(["BTCUSDT"], ("--writer", writer, "--expect-trades", str(trades)), database_url)
     with processes(["--trade-rate", "0", "--seed", "1"], launch) as (sim, [recorder]):
-        ready = recorder.wait("ready", 60)
-        recorder.profile(name, idle=True)
-        start_firehose(sim, "BTCUSDT", trades, batch)
-        threads = ThreadClock(recorder.proc.pid, ready.get("threads", {}))
-        cpu_before = recorder.cpu_seconds()
-        server = TreeCpu(server_pid) if server_pid is not None else None
-        sim_ps = psutil.Process(sim.proc.pid)
-        sim_cpu_before = sum(sim_ps.cpu_times()[:2])
-        wall_before = time.monotonic()
-        reached = recorder.wait("reached", 60 + trades / 2000)
-        thread_times = threads.since()
-        cpu = recorder.cpu_seconds() - cpu_before
-        server_cpu = server.since() if server is not None else None
-        sim_cpu = sum(sim_ps.cpu_times()[:2]) - sim_cpu_before
-        wall = time.monotonic() - wall_before
-        rss = recorder.peak_rss_mb()
-        status = sim.get("/sim/firehose")
+        body = {"category": "linear", "symbol": "BTCUSDT", "trades": trades, "batch": batch}
+        push = measure_push(
+            sim, recorder, name, ("/sim/firehose", body), 60 + trades / 2000, server_pid
+        )
         stopped = recorder.stop()
         stored, distinct = count_trades(recorder.database_url)
         truth = sim.trade_count("BTCUSDT")
         on_disk = None if database_url else table_bytes(recorder.db_path, "public_trades")
-    seconds = (reached["last_commit_ns"] - reached["first_arrival_ns"]) / 1e9
     result = FlatOutResult(
         trades=trades,
         batch=batch,
-        seconds=seconds,
-        cpu_seconds=cpu,
-        peak_rss_mb=rss,
-        sim_cpu_share=sim_cpu / wall,
+        seconds=push.seconds,
+        cpu_seconds=push.cpu_seconds,
+        peak_rss_mb=push.peak_rss_mb,
+        sim_cpu_share=push.sim_cpu_share,
         stored=stored,
         truth=truth,
         database=recorder.database_url.split(":", 1)[0].split("+", 1)[0],
-        server_cpu_seconds=server_cpu,
+        server_cpu_seconds=push.server_cpu_seconds,
         writer=writer,
-        threads=thread_times,
+        threads=push.threads,
         trade_bytes=on_disk,
-        details={"firehose": status, "recorder": stopped},
+        details={"firehose": push.status, "recorder": stopped},
     )
     check_no_loss(name.replace("_", " "), stored, truth, stopped, expected=trades)
     if distinct != stored:
         raise BenchError(f"{name}: {stored} rows for {distinct} distinct trades")
     return result
+
+
+#: counters of the recorder's last report that must be 0 for an honest figure
+MUST_BE_ZERO = ("reconnects", "rejected_frames", "rows_rejected", "buffered", "book_gaps")
 
 
 def check_no_loss(
@@ -748,7 +812,7 @@ def check_no_loss(
         problems.append(f"{stored} trades stored, the simulator printed {truth}")
     if expected is not None and truth != expected:
         problems.append(f"the simulator printed {truth} trades, {expected} were asked for")
-    for key in ("reconnects", "rejected_frames", "rows_rejected", "buffered", "duplicates"):
+    for key in (*MUST_BE_ZERO, "duplicates"):
         if stopped.get(key):
             problems.append(f"{key}={stopped[key]}")
     if problems:
@@ -773,62 +837,107 @@ class RealisticResult:
     #: ticker_snapshots and public_trades on disk, in the database it recorded
     ticker_bytes: TableBytes | None = None
     trade_bytes: TableBytes | None = None
+    #: the order-book depth recorded for every symbol (None: no books)
+    book_depth: int | None = None
+    #: book updates stored (snapshots and deltas) and the recorder's checkpoints
+    books: int = 0
+    checkpoints: int = 0
+    book_bytes: TableBytes | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cpu_share(self) -> float:
         return self.cpu_seconds / self.seconds
 
+    def arrival_rate(self, record: str) -> float:
+        """Records of that type (``BookUpdate``, ...) per second over the window."""
+        return float(self.details.get("arrived", {}).get(record, 0)) / self.seconds
+
 
 WRITER_FLUSH_INTERVAL = {"default": 5.0, "low_latency": 0.2, "bulk": 10.0}
 
 
 def realistic(
-    writer: str, seconds: float, warmup: float, trade_rate: float, symbols: int = 20
+    writer: str,
+    seconds: float,
+    warmup: float,
+    trade_rate: float,
+    symbols: int = 20,
+    book_depth: int | None = None,
 ) -> RealisticResult:
-    """``symbols`` linear symbols, ``trade_rate`` trades/s each and a ticker every 100 ms."""
+    """``symbols`` linear symbols, ``trade_rate`` trades/s each and a ticker every 100 ms;
+    with ``book_depth``, that order book of each too, at Bybit's push interval."""
     names = list(REALISTIC_SYMBOLS[:symbols])
-    launch = Launch(names, ("--writer", writer, "--latency"))
+    books = ("--override", f"books.depths=[{book_depth}]") if book_depth else ()
+    launch = Launch(names, ("--writer", writer, "--latency", *books))
     with processes(["--trade-rate", str(trade_rate), "--seed", "2"], launch) as (
         sim,
         [recorder],
     ):
         recorder.wait("ready", 60)
-        recorder.profile(f"realistic_{writer}", idle=False)
+        recorder.profile(f"realistic_{writer}" + (f"_books{book_depth}" if books else ""), False)
         time.sleep(warmup)
-        recorder.command("mark")
-        recorder.wait("marked", 10)
-        user_before, system_before = recorder.cpu_split()
-        wall_before = time.monotonic()
-        time.sleep(seconds)
-        user, system = recorder.cpu_split()
-        user, system = user - user_before, system - system_before
-        cpu = user + system
-        wall = time.monotonic() - wall_before
-        recorder.command("report")
-        report = recorder.wait("report", 10)
-        if report["unclocked"]:
-            raise BenchError(f"realistic: {report['unclocked']} rows without an arrival time")
+        window = measure_window(recorder, seconds)
         rss = recorder.peak_rss_mb()
         stopped = recorder.stop()
         check_realistic_no_loss(sim, recorder.db_path, names, stopped)
-        ticker_bytes = table_bytes(recorder.db_path, "ticker_snapshots")
-        trade_bytes = table_bytes(recorder.db_path, "public_trades")
+        if book_depth:
+            check_books_stored(sim, recorder.db_path, names, book_depth, "realistic")
+        db = recorder.db_path
         return RealisticResult(
             writer=writer,
             symbols=len(names),
             trade_rate=trade_rate,
-            seconds=wall,
-            cpu_seconds=cpu,
+            seconds=window.wall,
+            cpu_seconds=window.user + window.system,
             peak_rss_mb=rss,
-            latency_ms=report["latency_ms"],
+            latency_ms=window.latency_ms,
             flush_interval=WRITER_FLUSH_INTERVAL.get(writer, float("nan")),
             trades=stopped["trades_committed"],
             tickers=stopped["tickers_committed"],
-            ticker_bytes=ticker_bytes,
-            trade_bytes=trade_bytes,
-            details={"recorder": stopped, "cpu_user_s": user, "cpu_system_s": system},
+            ticker_bytes=table_bytes(db, "ticker_snapshots"),
+            trade_bytes=table_bytes(db, "public_trades"),
+            book_depth=book_depth,
+            books=stopped["books_committed"],
+            checkpoints=stopped["checkpoints_committed"],
+            book_bytes=table_bytes(db, "orderbook_updates") if book_depth else None,
+            details={
+                "recorder": stopped,
+                "cpu_user_s": window.user,
+                "cpu_system_s": window.system,
+                "arrived": window.arrived,
+            },
         )
+
+
+@dataclass(frozen=True)
+class Window:
+    """A measuring window of the recorder: wall time, its CPU, the rows' latencies."""
+
+    wall: float
+    user: float
+    system: float
+    latency_ms: dict[str, float | None]
+    #: record type name (``Trade``, ``BookUpdate``, ...) -> records arrived in the window
+    arrived: dict[str, int]
+
+
+def measure_window(recorder: RecorderProcess, seconds: float) -> Window:
+    """``mark``, ``seconds`` of recording, ``report``; every committed row clocked."""
+    recorder.command("mark")
+    recorder.wait("marked", 10)
+    user_before, system_before = recorder.cpu_split()
+    wall_before = time.monotonic()
+    time.sleep(seconds)
+    user, system = recorder.cpu_split()
+    wall = time.monotonic() - wall_before
+    recorder.command("report")
+    report = recorder.wait("report", 10)
+    if report["unclocked"]:
+        raise BenchError(f"realistic: {report['unclocked']} rows without an arrival time")
+    return Window(
+        wall, user - user_before, system - system_before, report["latency_ms"], report["arrived"]
+    )
 
 
 def check_realistic_no_loss(
@@ -862,8 +971,50 @@ def check_realistic_no_loss(
         problems.append(
             f"{stopped['trades_written']} trades written of {stopped['trades_received']} received"
         )
-    for key in ("reconnects", "rejected_frames", "rows_rejected", "buffered", "gaps", "outages"):
+    for key in (*MUST_BE_ZERO, "gaps", "outages"):
         if stopped.get(key):
             problems.append(f"{key}={stopped[key]}")
     if problems:
         raise BenchError("realistic: " + "; ".join(problems))
+
+
+def check_books_stored(
+    sim: SimProcess, db: Path, symbols: list[str], depth: int, name: str
+) -> dict[str, int]:
+    """Every update of each ``orderbook.{depth}.{symbol}`` the simulator pushed, up to the
+    last one stored, is stored once (snapshots and deltas by ``u`` and kind; the
+    recorder's checkpoints aside), and no book gap was recorded. Returns the updates
+    stored per symbol."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        stored = {
+            symbol: conn.execute(
+                "SELECT update_id, kind FROM orderbook_updates WHERE symbol = ? AND depth = ? "
+                "AND kind != 'checkpoint'",
+                (symbol, depth),
+            ).fetchall()
+            for symbol in symbols
+        }
+        gaps = int(
+            conn.execute("SELECT count(*) FROM gaps WHERE stream = 'orderbook'").fetchone()[0]
+        )
+    problems = [f"{gaps} book gaps recorded"] if gaps else []
+    for symbol in symbols:
+        problems += _book_mismatch(sim.truth_book_updates(symbol, depth), stored[symbol], symbol)
+    if problems:
+        raise BenchError(f"{name}: " + "; ".join(problems))
+    return {symbol: len(rows) for symbol, rows in stored.items()}
+
+
+def _book_mismatch(
+    truth: list[dict[str, Any]], stored: list[tuple[int, str]], symbol: str
+) -> list[str]:
+    """What differs between the pushed updates (up to the last stored) and the stored."""
+    if not stored:
+        return [f"no {symbol} book updates stored"]
+    last = max(u for u, _ in stored)
+    pushed = [(t["u"], t["type"]) for t in truth if t["u"] <= last]
+    if sorted(pushed) == sorted(stored):
+        return []
+    missing, extra = set(pushed) - set(stored), set(stored) - set(pushed)
+    twice = len(stored) - len(set(stored))
+    return [f"{symbol} book: {len(missing)} missing, {len(extra)} not pushed, {twice} twice"]

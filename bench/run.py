@@ -1,6 +1,6 @@
 """``make bench``: every benchmark scenario in one run, a table, and docs/benchmarks.md.
 
-    uv run python bench/run.py                 # the full run (about 6 minutes on 2 cores)
+    uv run python bench/run.py                 # the full run (about 7 minutes on 2 cores)
     uv run python bench/run.py --smoke         # every scenario at tiny sizes (the CI smoke)
     uv run python bench/run.py --only postgresql   # the PostgreSQL scenarios alone
     uv run --with py-spy python bench/run.py --profile prof/   # py-spy the recorder too
@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import bench_books
 import bench_pipeline
 import bench_postgres
 import bench_report
@@ -59,6 +60,13 @@ class Sizes:
     durable_flat_out: bool = True
     #: runs of two recorders into one database (their figure varies from run to run)
     two_recorder_runs: int = 3
+    #: the book flood: updates of one orderbook.{book_depth} stream, one per frame, each
+    #: of a mean ``book_events`` engine events (twice the simulator's own pace at 100 ms)
+    book_updates: int = 50_000
+    book_depth: int = 200
+    book_events: float = 20.0
+    #: the realistic scenario's books: that depth for every symbol
+    realistic_book_depth: int = 50
 
 
 SMOKE = Sizes(
@@ -72,6 +80,7 @@ SMOKE = Sizes(
     pg_limit_batches=(1_000, 4_000),
     durable_flat_out=False,
     two_recorder_runs=1,
+    book_updates=2_000,
 )
 
 
@@ -162,17 +171,39 @@ def run(args: argparse.Namespace) -> bench_report.Run:
                 )
             )
 
-        for writer in ("default", "low_latency"):
-            log(f"recorder realistic, writer={writer}: {size.seconds:.0f} s")
+        run_books(report, size)
+        for writer, depth in (
+            ("default", None),
+            ("low_latency", None),
+            ("default", size.realistic_book_depth),
+        ):
+            books = f" + orderbook.{depth} of each symbol" if depth else ""
+            log(f"recorder realistic, writer={writer}{books}: {size.seconds:.0f} s")
             report.realistic.append(
                 bench_scenarios.realistic(
-                    writer, seconds=size.seconds, warmup=size.warmup, trade_rate=args.trade_rate
+                    writer,
+                    seconds=size.seconds,
+                    warmup=size.warmup,
+                    trade_rate=args.trade_rate,
+                    book_depth=depth,
                 )
             )
     if postgres:
         run_postgres(report, size, trades[: size.trades])
     bench_report.finish(report, time.monotonic() - started)
     return report
+
+
+def run_books(report: bench_report.Run, size: Sizes) -> None:
+    """The book flood, then plain sqlite3 inserts of the rows it stored (its limit)."""
+    log(
+        f"recorder book flood: {size.book_updates:,} orderbook.{size.book_depth} updates, "
+        "one per frame, through the simulator's book firehose; then its rows by plain sqlite3"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-book-limit-") as tmp:
+        report.book_flood = bench_books.book_flood(
+            size.book_updates, size.book_depth, size.book_events, size.limit_batches, Path(tmp)
+        )
 
 
 def run_postgres(report: bench_report.Run, size: Sizes, trades: list[TruthTrade]) -> None:

@@ -11,6 +11,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+import bench_books
 import bench_disk
 import bench_postgres
 import bench_report
@@ -50,7 +51,11 @@ def test_every_scenario_runs_at_tiny_sizes_and_writes_the_table(tmp_path: Path) 
         assert flat.trade_bytes is not None
         assert flat.trade_bytes.rows == flat.trades
         assert flat.trade_bytes.btrees["public_trades"] > 0
-    assert [r.writer for r in report.realistic] == ["default", "low_latency"]
+    assert [(r.writer, r.book_depth) for r in report.realistic] == [
+        ("default", None),
+        ("low_latency", None),
+        ("default", run.SMOKE.realistic_book_depth),
+    ]
     for realistic in report.realistic:
         assert realistic.trades > 0
         assert realistic.tickers > 0
@@ -59,6 +64,12 @@ def test_every_scenario_runs_at_tiny_sizes_and_writes_the_table(tmp_path: Path) 
         assert realistic.ticker_bytes is not None
         assert realistic.ticker_bytes.rows == realistic.tickers
         assert realistic.ticker_bytes.per_row
+    with_books = report.realistic_run(books=True)
+    assert with_books is not None
+    assert with_books.books > 0
+    assert with_books.book_bytes is not None
+    assert with_books.book_bytes.rows == with_books.books + with_books.checkpoints
+    _check_book_flood(report.book_flood)
     assert report.pipeline is not None
     assert [s.frame_size for s in report.pipeline.stages] == ["1", "1-4", "100", "1024"]
     assert all(s.decoder_s > 0 and s.read_loop_s > 0 for s in report.pipeline.stages)
@@ -70,6 +81,8 @@ def test_every_scenario_runs_at_tiny_sizes_and_writes_the_table(tmp_path: Path) 
         "**Recorder, flood**",
         "**On disk**",
         "**Recorder, realistic**",
+        "**Book limit**",
+        "**Recorder, book flood**",
     ):
         assert heading in text
     for measure in (
@@ -80,11 +93,32 @@ def test_every_scenario_runs_at_tiny_sizes_and_writes_the_table(tmp_path: Path) 
         "bytes per ticker row",
         "GB a day",
         "writer=bulk",
+        "x the book limit",
+        "bytes per book update",
+        f"`orderbook.{run.SMOKE.realistic_book_depth}` of each",
     ):
         assert measure in text
     assert "Parse + normalize" in text
     assert "Machine" in text
     assert "writer=low_latency" in text
+
+
+def _check_book_flood(book: bench_books.BookFloodResult | None) -> None:
+    """Every update stored once (with the subscription's snapshot), measured, on disk,
+    and its rows inserted again by the limit."""
+    assert book is not None
+    assert book.updates == run.SMOKE.book_updates
+    assert book.stored == book.updates + 1
+    assert book.updates_per_second > 0
+    assert book.push.cpu_seconds > 0
+    assert book.levels_per_delta > 1
+    assert set(book.push.threads) == {"event_loop", "database"}
+    assert book.book_bytes is not None
+    assert book.book_bytes.rows == book.stored + book.checkpoints
+    assert book.bytes_per_update
+    assert book.limit is not None
+    assert book.limit.rows == book.book_bytes.rows
+    assert book.limit_updates_per_second
 
 
 def test_bytes_per_row_sum_the_table_and_every_index_of_it(tmp_path: Path) -> None:

@@ -15,17 +15,17 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, insert, select
+from sqlalchemy import Engine, MetaData, create_engine, insert, select
 
 from bybit_adapter import RestSettings, WebSocketSettings
-from bybit_records import Category, Trade
+from bybit_records import BookKind, BookLevels, BookUpdate, Category, Trade
 from event_saver import WriterSettings
-from grid_db import DatabaseFactory, DatabaseSettings
+from grid_db import Base, DatabaseFactory, DatabaseSettings
 
 _ids = itertools.count(1)
 
@@ -37,6 +37,28 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(0.02)
+
+
+class FakeClock:
+    """Monotonic seconds that move only when the test moves them (``advance``, or ``now``),
+    and a wall clock in nanoseconds that moves with them. Pass ``clock`` (or
+    ``clock.monotonic``) and ``clock.wall_ns`` where the code under test takes its clocks."""
+
+    def __init__(self, now: float = 0.0, wall_start_ns: int = 1_700_000_000_000_000_000) -> None:
+        self.now = now
+        self.wall_start_ns = wall_start_ns
+
+    def __call__(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall_ns(self) -> int:
+        return self.wall_start_ns + round(self.now * 1e9)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 #: (symbol, trade id) -> the counter value its time was made from
@@ -69,6 +91,39 @@ def make_trade(symbol: str = "BTCUSDT", trade_id: str | None = None, **kw: objec
     return Trade(**fields)  # type: ignore[arg-type]
 
 
+def make_book_update(
+    kind: BookKind,
+    update_id: int,
+    ts: int,
+    bids: Sequence[Sequence[str]] | None = None,
+    asks: Sequence[Sequence[str]] | None = None,
+    **kw: object,
+) -> BookUpdate:
+    """A ``BookUpdate`` of BTCUSDT's linear 50-level book, sent at ``ts`` (no levels unless
+    given, as ``[price, size]`` pairs); its seq and match time follow from ``update_id`` and
+    ``ts``. Override any field by keyword."""
+    fields: dict[str, object] = {
+        "category": Category.LINEAR,
+        "symbol": "BTCUSDT",
+        "depth": 50,
+        "kind": kind,
+        "update_id": update_id,
+        "seq": update_id * 7,
+        "match_ts_ms": ts - 1,
+        "exchange_ts_ms": ts,
+        "received_ts_ms": ts + 5,
+        "bids": levels(bids or ()),
+        "asks": levels(asks or ()),
+    }
+    fields.update(kw)
+    return BookUpdate(**fields)  # type: ignore[arg-type]
+
+
+def levels(pairs: Iterable[Sequence[str]]) -> BookLevels:
+    """``[[price, size], ...]`` as a ``BookUpdate`` holds them."""
+    return tuple((price, size) for price, size in pairs)
+
+
 @contextmanager
 def prepared_database(url: str, **settings: Any) -> Iterator[DatabaseFactory]:
     """A ``DatabaseFactory`` on ``url`` (``settings``: more ``DatabaseSettings`` fields) with
@@ -76,6 +131,15 @@ def prepared_database(url: str, **settings: Any) -> Iterator[DatabaseFactory]:
     with DatabaseFactory(DatabaseSettings(url=url, **settings)) as database:
         database.create_tables()
         yield database
+
+
+def recorder_sqlite(path: Path) -> Engine:
+    """A SQLite database at ``path`` (its folders made) with every grid_db table, for rows
+    written by column name; dispose of the engine when done."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(f"sqlite:///{path}")
+    Base.metadata.create_all(engine)
+    return engine
 
 
 # ---- one set of fast timings for every test that records --------------------------
@@ -198,6 +262,18 @@ SIM_API_KEY = "KEY-e2e-7f3a91c0d2"
 SIM_API_SECRET = "SECRET-e2e-5b8e4d1f6a"
 
 
+def recording_overrides(sim: Any) -> list[str]:
+    """Overrides that point a recorder at ``sim``, an in-process simulator
+    (``bybit_sim.BybitSimulator``), with the tests' fast timings."""
+    return [
+        f"network.rest_url={sim.rest_url}",
+        f"network.public_ws_url='{sim.public_ws_url}'",
+        f"network.private_ws_url={sim.private_ws_url}",
+        *FAST_OVERRIDES,
+        "flush_interval=0.2",
+    ]
+
+
 class SimProcess:
     """``bybit-sim`` on a free port, as a subprocess (``prefix``: run it through, e.g.,
     ``ip netns exec NS``; then pass ``--host`` an address of that namespace)."""
@@ -243,6 +319,11 @@ class SimProcess:
             f"network.public_ws_url='{base}/v5/public/{{category}}'",
             f"network.private_ws_url={base}/v5/private",
         ]
+
+    def recording_overrides(self) -> list[str]:
+        """``network_overrides`` and ``FAST_OVERRIDES``: a recorder on this simulator, with
+        the tests' fast timings."""
+        return [*self.network_overrides(), *FAST_OVERRIDES]
 
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(self.rest_url + path, timeout=10) as reply:

@@ -69,6 +69,11 @@ async def recv_until(
             seen.append(frame)
 
 
+def url(sim: BybitSimulator, category: str = "linear") -> str:
+    """The public WebSocket of ``category``."""
+    return sim.public_ws_url.format(category=category)
+
+
 def is_ack(frame: Any) -> bool:
     return isinstance(frame, dict) and ("op" in frame or frame.get("type") == "COMMAND_RESP")
 
@@ -81,6 +86,17 @@ async def subscribe(
         msg["req_id"] = req_id
     await ws.send_json(msg)
     return await recv_until(ws, is_ack)
+
+
+@contextlib.asynccontextmanager
+async def subscribed(
+    session: aiohttp.ClientSession, sim: BybitSimulator, topics: list[str], category: str = "linear"
+) -> AsyncIterator[tuple[aiohttp.ClientWebSocketResponse, list[Any]]]:
+    """A public connection subscribed to ``topics``, and the frames that came before the ack
+    (the snapshots, unless the simulator sends them after it)."""
+    async with session.ws_connect(url(sim, category)) as ws:
+        _, before = await subscribe(ws, topics)
+        yield ws, before
 
 
 def ws_auth_args(key: str, secret: str, expires: int | None = None) -> list[Any]:
@@ -115,8 +131,8 @@ async def signed_get(
     """GET with the exact ``query`` string both sent and signed (no re-encoding)."""
     from yarl import URL
 
-    url = URL(f"{sim.rest_url}{path}?{query}", encoded=True)
-    async with session.get(url, headers=signed_headers(key, secret, query, **kw)) as r:
+    target = URL(f"{sim.rest_url}{path}?{query}", encoded=True)
+    async with session.get(target, headers=signed_headers(key, secret, query, **kw)) as r:
         assert r.status == 200
         return await r.json()
 

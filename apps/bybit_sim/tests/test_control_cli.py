@@ -14,7 +14,7 @@ import pytest
 
 from bybit_sim import BybitSimulator
 
-from .conftest import SimFactory, subscribe
+from .conftest import SimFactory, subscribe, url
 
 
 async def test_control_endpoints(make_sim: SimFactory, session: aiohttp.ClientSession) -> None:
@@ -78,7 +78,7 @@ async def test_control_outage_faults(sim: BybitSimulator, session: aiohttp.Clien
         async with session.post(f"{base}/{name}", json=body) as r:
             return r.status, await r.json()
 
-    async with session.ws_connect(sim.public_ws_url.format(category="linear")) as ws:
+    async with session.ws_connect(url(sim)) as ws:
         await subscribe(ws, ["publicTrade.BTCUSDT"])
         assert await post("pause", {"seconds": 0.5}) == (200, {"ok": True, "result": 1})
         assert await post("pause", {"seconds": 0.5, "pongs": True}) == (
@@ -206,7 +206,7 @@ async def test_stop_closes_sockets_and_releases_held_requests(
     make_sim: SimFactory, session: aiohttp.ClientSession
 ) -> None:
     sim = await make_sim(rest_timeout_hold_s=60)
-    ws = await session.ws_connect(sim.public_ws_url.format(category="linear"))
+    ws = await session.ws_connect(url(sim))
     await ws.send_json({"op": "subscribe", "args": ["publicTrade.BTCUSDT"]})
 
     async def drain() -> None:

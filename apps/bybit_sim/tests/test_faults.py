@@ -13,13 +13,9 @@ import pytest
 
 from bybit_sim import BybitSimulator
 
-from .conftest import is_ack, recv_json, recv_until, subscribe, ws_auth_args
+from .conftest import is_ack, recv_json, recv_until, subscribe, url, ws_auth_args
 
 TRADE = "publicTrade.BTCUSDT"
-
-
-def url(sim: BybitSimulator) -> str:
-    return sim.public_ws_url.format(category="linear")
 
 
 async def test_drop_connections_is_abrupt(

@@ -14,12 +14,14 @@ import pytest
 
 from bybit_sim import BybitSimulator
 
-from .conftest import captured, recv_until, subscribe
+from .conftest import captured, recv_until, subscribe, subscribed, url
 
 NEWER_TRADE_KEYS = {"RPI", "seq", "mP", "iP", "mIv", "iv"}
 LINEAR_INVERSE = "tardis-node_v5_linear_inverse_2023-04.jsonl"
 SPOT = "tardis-node_v5_spot_2023-04.jsonl"
 OPTION = "tardis-node_v5_option_2023-04.jsonl"
+#: the capture of each category's public stream
+CAPTURE = {"linear": LINEAR_INVERSE, "inverse": LINEAR_INVERSE, "spot": SPOT, "option": OPTION}
 
 
 def assert_same_types(real: dict[str, Any], ours: dict[str, Any], where: str) -> None:
@@ -44,8 +46,7 @@ def assert_like_capture(real: dict[str, Any], ours: dict[str, Any], where: str) 
 async def first_frame(
     sim: BybitSimulator, session: aiohttp.ClientSession, category: str, topic: str
 ) -> dict[str, Any]:
-    async with session.ws_connect(sim.public_ws_url.format(category=category)) as ws:
-        _, before = await subscribe(ws, [topic])
+    async with subscribed(session, sim, [topic], category) as (ws, before):
         early = [f for f in before if f.get("topic") == topic]  # snapshots precede the ack
         if early:
             return dict(early[0])
@@ -54,26 +55,22 @@ async def first_frame(
 
 
 @pytest.mark.parametrize(
-    ("capture", "category", "topic"),
+    ("category", "topic"),
     [
-        pytest.param(LINEAR_INVERSE, "linear", "publicTrade.LTCUSDT", id="linear-trade"),
-        pytest.param(LINEAR_INVERSE, "inverse", "publicTrade.BTCUSD", id="inverse-trade"),
-        pytest.param(SPOT, "spot", "publicTrade.BTCUSDT", id="spot-trade"),
-        pytest.param(OPTION, "option", "publicTrade.BTC", id="option-trade"),
-        pytest.param(LINEAR_INVERSE, "linear", "tickers.BTCUSDT", id="linear-ticker"),
-        pytest.param(LINEAR_INVERSE, "inverse", "tickers.BTCUSDU23", id="inverse-future-ticker"),
-        pytest.param(OPTION, "option", "tickers.SOL-28APR23-24-C", id="option-ticker"),
+        pytest.param("linear", "publicTrade.LTCUSDT", id="linear-trade"),
+        pytest.param("inverse", "publicTrade.BTCUSD", id="inverse-trade"),
+        pytest.param("spot", "publicTrade.BTCUSDT", id="spot-trade"),
+        pytest.param("option", "publicTrade.BTC", id="option-trade"),
+        pytest.param("linear", "tickers.BTCUSDT", id="linear-ticker"),
+        pytest.param("inverse", "tickers.BTCUSDU23", id="inverse-future-ticker"),
+        pytest.param("option", "tickers.SOL-28APR23-24-C", id="option-ticker"),
     ],
 )
 async def test_frame_matches_capture(
-    capture: str,
-    category: str,
-    topic: str,
-    sim: BybitSimulator,
-    session: aiohttp.ClientSession,
+    category: str, topic: str, sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
     """The envelope and its data (each trade, or the ticker) match the capture's types and order."""
-    real = captured(capture, topic)[0]
+    real = captured(CAPTURE[category], topic)[0]
     ours = await first_frame(sim, session, category, topic)
     assert_like_capture(real, ours, "envelope")
     if isinstance(real["data"], list):
@@ -140,8 +137,7 @@ async def test_orderbook_frames_match_capture(
 ) -> None:
     real = captured(LINEAR_INVERSE, "orderbook.50.BTCPERP")
     topic = "orderbook.50.BTCPERP"
-    async with session.ws_connect(sim.public_ws_url.format(category="linear")) as ws:
-        _, before = await subscribe(ws, [topic])
+    async with subscribed(session, sim, [topic]) as (ws, before):
         snap = before[0]
         delta, _ = await recv_until(ws, lambda f: f.get("topic") == topic)
     for r, o in zip(real, (snap, delta), strict=True):
@@ -155,7 +151,7 @@ async def test_orderbook_frames_match_capture(
 async def test_trades_on_wire_equal_ground_truth(
     sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
-    async with session.ws_connect(sim.public_ws_url.format(category="linear")) as ws:
+    async with session.ws_connect(url(sim)) as ws:
         await subscribe(ws, ["publicTrade.SOLUSDT"])
         wire: list[dict[str, Any]] = []
         while len(wire) < 30:
@@ -181,56 +177,32 @@ def _decimals(text: str) -> int:
     return len(text.partition(".")[2])
 
 
+#: A book frame's envelope keys in order, per category: the captured ones + ``cts``.
+BOOK_ENVELOPE_KEYS = {
+    "linear": ["topic", "type", "ts", "data", "cts"],
+    "spot": ["topic", "ts", "type", "data", "cts"],
+    "option": ["id", "topic", "ts", "data", "type"],
+}
+
+
 @pytest.mark.parametrize(
-    ("capture", "category", "topic", "envelope_keys"),
+    ("category", "topic"),
     [
-        pytest.param(
-            LINEAR_INVERSE,
-            "linear",
-            "orderbook.1.BTCUSDT",
-            ["topic", "type", "ts", "data", "cts"],
-            id="linear-1",
-        ),
-        pytest.param(
-            LINEAR_INVERSE,
-            "linear",
-            "orderbook.50.BTCPERP",
-            ["topic", "type", "ts", "data", "cts"],
-            id="linear-50",
-        ),
-        pytest.param(
-            SPOT, "spot", "orderbook.1.BTCUSDT", ["topic", "ts", "type", "data", "cts"], id="spot-1"
-        ),
-        pytest.param(
-            SPOT,
-            "spot",
-            "orderbook.50.BTCUSDT",
-            ["topic", "ts", "type", "data", "cts"],
-            id="spot-50",
-        ),
-        pytest.param(
-            OPTION,
-            "option",
-            "orderbook.25.SOL-28APR23-30-C",
-            ["id", "topic", "ts", "data", "type"],
-            id="option-25",
-        ),
+        pytest.param("linear", "orderbook.1.BTCUSDT", id="linear-1"),
+        pytest.param("linear", "orderbook.50.BTCPERP", id="linear-50"),
+        pytest.param("spot", "orderbook.1.BTCUSDT", id="spot-1"),
+        pytest.param("spot", "orderbook.50.BTCUSDT", id="spot-50"),
+        pytest.param("option", "orderbook.25.SOL-28APR23-30-C", id="option-25"),
     ],
 )
 async def test_book_frames_have_the_captured_shape(
-    capture: str,
-    category: str,
-    topic: str,
-    envelope_keys: list[str],
-    sim: BybitSimulator,
-    session: aiohttp.ClientSession,
+    category: str, topic: str, sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
     """Snapshot and delta: envelope keys (captured ones + ``cts``, added 2023-12), data keys
     in the captured order, JSON types, and the symbol's price/size decimals."""
-    real = {f["type"]: f for f in captured(capture, topic)}
+    real = {f["type"]: f for f in captured(CAPTURE[category], topic)}
     depth = int(topic.split(".")[1])
-    async with session.ws_connect(sim.public_ws_url.format(category=category)) as ws:
-        _, before = await subscribe(ws, [topic])
+    async with subscribed(session, sim, [topic], category) as (ws, before):
         ours = {"snapshot": before[0]}
         while "delta" not in ours and depth != 1:
             frame, _ = await recv_until(ws, lambda f: f.get("topic") == topic)
@@ -239,6 +211,7 @@ async def test_book_frames_have_the_captured_shape(
             for _ in range(3):
                 frame, _ = await recv_until(ws, lambda f: f.get("topic") == topic)
                 assert frame["type"] == "snapshot"
+    envelope_keys = BOOK_ENVELOPE_KEYS[category]
     for kind, ours_frame in ours.items():
         real_frame = real[kind]
         assert list(ours_frame) == envelope_keys, kind

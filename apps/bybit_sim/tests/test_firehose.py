@@ -10,7 +10,7 @@ import aiohttp
 
 from bybit_sim import BybitSimulator
 
-from .conftest import SimFactory, subscribe
+from .conftest import SimFactory, subscribe, url
 
 
 async def read_trades(
@@ -36,7 +36,7 @@ async def test_pushes_every_trade_in_batched_frames_and_records_them(
     make_sim: SimFactory, session: aiohttp.ClientSession
 ) -> None:
     sim = await make_sim(trade_rate=0)
-    async with session.ws_connect(sim.public_ws_url.format(category="linear")) as ws:
+    async with session.ws_connect(url(sim)) as ws:
         await subscribe(ws, ["publicTrade.BTCUSDT"])
         push = asyncio.create_task(sim.push_trades("linear", "BTCUSDT", 5000, batch=700))
         frames = await read_trades(ws, 5000)
@@ -58,7 +58,7 @@ async def test_a_slow_client_slows_the_firehose_down_and_loses_nothing(
 ) -> None:
     # A queue this short would cut a client that falls behind ordinary publishing.
     sim = await make_sim(trade_rate=0, ws_send_queue_max=10, ticker_interval_s=60)
-    async with session.ws_connect(sim.public_ws_url.format(category="linear")) as ws:
+    async with session.ws_connect(url(sim)) as ws:
         await subscribe(ws, ["publicTrade.ETHUSDT"])
         push = asyncio.create_task(sim.push_trades("linear", "ETHUSDT", 3000, batch=50))
         frames = await read_trades(ws, 3000, pause=0.001)
@@ -73,28 +73,30 @@ async def test_control_endpoint_starts_reports_and_refuses(
     make_sim: SimFactory, session: aiohttp.ClientSession
 ) -> None:
     sim: BybitSimulator = await make_sim(trade_rate=0)
-    url = f"{sim.rest_url}/sim/firehose"
-    async with session.post(url, json={"category": "linear", "symbol": "BTCUSDT"}) as r:
+    endpoint = f"{sim.rest_url}/sim/firehose"
+    async with session.post(endpoint, json={"category": "linear", "symbol": "BTCUSDT"}) as r:
         assert r.status == 400  # no trade count
-    async with session.post(url, json={"category": "option", "symbol": "BTC", "trades": 5}) as r:
+    async with session.post(
+        endpoint, json={"category": "option", "symbol": "BTC", "trades": 5}
+    ) as r:
         assert r.status == 400
     async with session.post(
-        url, json={"category": "linear", "symbol": "BTCUSDT", "trades": 10, "batch": 2000}
+        endpoint, json={"category": "linear", "symbol": "BTCUSDT", "trades": 10, "batch": 2000}
     ) as r:
         assert r.status == 400
     body = {"category": "linear", "symbol": "BTCUSDT", "trades": 2048, "batch": 1024}
-    async with session.post(url, json=body) as r:
+    async with session.post(endpoint, json=body) as r:
         assert r.status == 202
         assert (await r.json())["ok"] is True
-    async with session.post(url, json=body) as r:
+    async with session.post(endpoint, json=body) as r:
         assert r.status == 409  # one at a time (this one waits for a subscriber)
-    async with session.ws_connect(sim.public_ws_url.format(category="linear")) as ws:
+    async with session.ws_connect(url(sim)) as ws:
         await subscribe(ws, ["publicTrade.BTCUSDT"])
         frames = await read_trades(ws, 2048)
         assert [len(f["data"]) for f in frames] == [1024, 1024]
         async with asyncio.timeout(10):
             while True:
-                async with session.get(url) as r:
+                async with session.get(endpoint) as r:
                     status = await r.json()
                 if status["state"] == "done":
                     break

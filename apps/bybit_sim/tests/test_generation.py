@@ -9,7 +9,7 @@ import aiohttp
 
 from bybit_sim import BybitSimulator
 
-from .conftest import CAPTURED, SimFactory, recv_until, subscribe
+from .conftest import CAPTURED, SimFactory, recv_until, subscribe, url
 
 
 async def recent(session: aiohttp.ClientSession, sim: BybitSimulator, query: str) -> dict:
@@ -99,7 +99,7 @@ async def test_recent_trade_param_errors(
 async def test_generation_continues_while_disconnected(
     sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
-    async with session.ws_connect(sim.public_ws_url.format(category="linear")) as ws:
+    async with session.ws_connect(url(sim)) as ws:
         await subscribe(ws, ["publicTrade.DOGEUSDT"])
         await recv_until(ws, lambda f: f.get("topic") == "publicTrade.DOGEUSDT")
     n = len(sim.ground_truth.trades("linear", "DOGEUSDT"))
@@ -116,9 +116,7 @@ async def test_high_rate_batches_frames(
     make_sim: SimFactory, session: aiohttp.ClientSession
 ) -> None:
     sim = await make_sim(trade_rate=5000)
-    async with session.ws_connect(
-        sim.public_ws_url.format(category="linear"), max_msg_size=0
-    ) as ws:
+    async with session.ws_connect(url(sim), max_msg_size=0) as ws:
         await subscribe(ws, ["publicTrade.BTCUSDT"])
         got = 0
         frames = 0
@@ -136,9 +134,7 @@ async def test_big_batches_split_at_1024_with_same_seq(
     make_sim: SimFactory, session: aiohttp.ClientSession
 ) -> None:
     sim = await make_sim(trade_rate=20000, max_frame_rate=5)
-    async with session.ws_connect(
-        sim.public_ws_url.format(category="linear"), max_msg_size=0
-    ) as ws:
+    async with session.ws_connect(url(sim), max_msg_size=0) as ws:
         await subscribe(ws, ["publicTrade.ETHUSDT"])
         prev: dict | None = None
         async with asyncio.timeout(10):

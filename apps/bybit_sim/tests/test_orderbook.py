@@ -23,7 +23,7 @@ from bybit_sim.market import SymbolMarket
 from bybit_sim.topics import BOOK_PUSH_MS
 from bybit_sim.truth import BOOK_CHECKPOINT_EVERY, BookHistory
 
-from .conftest import SimFactory, recv_json, recv_until, subscribe
+from .conftest import SimFactory, recv_json, recv_until, subscribe, subscribed, url
 
 Levels = list[tuple[str, str]]
 
@@ -31,11 +31,13 @@ Levels = list[tuple[str, str]]
 class ClientBook:
     """One ``orderbook.{depth}.{symbol}`` book kept from the wire."""
 
-    def __init__(self) -> None:
+    def __init__(self, *frames: dict[str, Any]) -> None:
         self.bids: dict[str, str] = {}
         self.asks: dict[str, str] = {}
         self.u = 0
         self.seq = 0
+        for frame in frames:
+            self.apply(frame)
 
     def apply(self, frame: dict[str, Any]) -> None:
         data = frame["data"]
@@ -54,10 +56,6 @@ class ClientBook:
         bids = sorted(self.bids.items(), key=lambda kv: Decimal(kv[0]), reverse=True)
         asks = sorted(self.asks.items(), key=lambda kv: Decimal(kv[0]))
         return bids, asks
-
-
-def url(sim: BybitSimulator, category: str) -> str:
-    return sim.public_ws_url.format(category=category)
 
 
 def is_topic(topic: str) -> Callable[[Any], bool]:
@@ -170,11 +168,10 @@ async def test_option_unsupported_depth_fails_in_command_resp(
     ],
 )
 async def test_client_rebuilt_books_match_ground_truth(
-    category: str, symbol: str, make_sim: SimFactory, session: aiohttp.ClientSession
+    category: str, symbol: str, sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
     """Every depth of a symbol on one socket: after every frame, and at many instants in
     between, the client's book equals ``ground_truth.book_at`` level by level (with u)."""
-    sim = await make_sim(trade_rate=30)
     topics = [f"orderbook.{d}.{symbol}" for d in sorted(BOOK_PUSH_MS[category])]
     # about 1.5 s of frames: 40 from the fast streams, 8 from the 200 ms ones
     need = {t: 40 if BOOK_PUSH_MS[category][depth_of(t)] <= 20 else 8 for t in topics}
@@ -207,14 +204,12 @@ async def test_client_rebuilt_books_match_ground_truth(
 
 
 async def test_u_continuity_and_seq_across_depths(
-    make_sim: SimFactory, session: aiohttp.ClientSession
+    sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
     """Deltas add exactly 1 to ``u``; ``seq`` never goes back across depths; books of the
     same ``seq`` are views of one book (depth 50 == the top 50 of depth 200)."""
-    sim = await make_sim(trade_rate=30)
     topics = [f"orderbook.{d}.BTCUSDT" for d in (1, 50, 200, 1000)]
-    async with session.ws_connect(url(sim, "linear")) as ws:
-        _, before = await subscribe(ws, topics)
+    async with subscribed(session, sim, topics) as (ws, before):
         _, history, frames = await collect(
             ws, topics, lambda h: len(h["orderbook.1000.BTCUSDT"]) >= 10, first=before
         )
@@ -253,8 +248,7 @@ async def test_push_intervals_follow_bybit(
 ) -> None:
     sim = await make_sim(trade_rate=30, book_update_rate=400)
     topics = [f"orderbook.{d}.BTCUSDT" for d in (50, 200, 1000)]
-    async with session.ws_connect(url(sim, "linear")) as ws:
-        _, before = await subscribe(ws, topics)
+    async with subscribed(session, sim, topics) as (ws, before):
         _, history, _ = await collect(
             ws, topics, lambda h: len(h["orderbook.1000.BTCUSDT"]) >= 12, first=before
         )
@@ -270,8 +264,7 @@ async def test_book_interval_scale_slows_pushes(
 ) -> None:
     sim = await make_sim(trade_rate=30, book_update_rate=400, book_interval_scale=5)
     topic = "orderbook.50.BTCUSDT"
-    async with session.ws_connect(url(sim, "linear")) as ws:
-        _, before = await subscribe(ws, [topic])
+    async with subscribed(session, sim, [topic]) as (ws, before):
         _, history, _ = await collect(ws, [topic], lambda h: len(h[topic]) >= 8, first=before)
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(history[topic][1:])]
     assert statistics.median(gaps) >= 0.8 * 5 * 20
@@ -285,8 +278,7 @@ async def test_depth1_resends_unchanged_snapshot_with_same_u(
     assert SimulatorConfig().book_depth1_resend_s == 3.0  # Bybit's figure
     sim = await make_sim(trade_rate=0, book_update_rate=0, book_depth1_resend_s=0.3)
     one, fifty = "orderbook.1.BTCUSDT", "orderbook.50.BTCUSDT"
-    async with session.ws_connect(url(sim, "linear")) as ws:
-        _, before = await subscribe(ws, [one, fifty])
+    async with subscribed(session, sim, [one, fifty]) as (ws, before):
         snap = next(f for f in before if f["topic"] == one)
         frames = [snap]
         while len(frames) < 3:
@@ -333,9 +325,8 @@ async def test_book_brackets_the_trades(
 
 
 async def test_second_subscriber_joins_running_stream(
-    make_sim: SimFactory, session: aiohttp.ClientSession
+    sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
-    sim = await make_sim(trade_rate=30)
     topic = "orderbook.50.BTCUSDT"
     async with (
         session.ws_connect(url(sim, "linear")) as ws1,
@@ -448,8 +439,7 @@ async def test_old_instants_leave_ground_truth(
         trade_rate=30, book_update_rate=400, book_truth_window_s=0.3, book_truth_max_frames=40
     )
     topic = "orderbook.1.BTCUSDT"
-    async with session.ws_connect(url(sim, "linear")) as ws:
-        _, before = await subscribe(ws, [topic])
+    async with subscribed(session, sim, [topic]) as (ws, before):
         first_ts = before[0]["ts"]
         _, history, _ = await collect(ws, [topic], lambda h: len(h[topic]) >= 100, first=before)
     assert sim.ground_truth.book_at("linear", "BTCUSDT", 1, first_ts) is None
@@ -462,8 +452,7 @@ async def test_ground_truth_book_over_http(
     sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
     topic = "orderbook.200.SOLUSDT"
-    async with session.ws_connect(url(sim, "linear")) as ws:
-        _, before = await subscribe(ws, [topic])
+    async with subscribed(session, sim, [topic]) as (ws, before):
         frames = [before[0]] + [await next_book_frame(ws, topic) for _ in range(3)]
     base = f"{sim.rest_url}/sim/ground-truth"
     for frame in frames:
@@ -563,8 +552,7 @@ async def test_rest_orderbook_agrees_with_the_stream(
     sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
     topic = "orderbook.50.BTCUSDT"
-    async with session.ws_connect(url(sim, "linear")) as ws:
-        _, before = await subscribe(ws, [topic])
+    async with subscribed(session, sim, [topic]) as (ws, before):
         frame = await next_book_frame(ws, topic)
         reply = await rest_book(session, sim, "category=linear&symbol=BTCUSDT&limit=50")
         market = sim.hub.market("linear", "BTCUSDT")
@@ -581,13 +569,10 @@ async def test_rest_orderbook_agrees_with_the_stream(
 # -- faults ----------------------------------------------------------------------------------
 
 
-async def test_fault_skip_update(make_sim: SimFactory, session: aiohttp.ClientSession) -> None:
-    sim = await make_sim(trade_rate=30)
+async def test_fault_skip_update(sim: BybitSimulator, session: aiohttp.ClientSession) -> None:
     topic = "orderbook.50.BTCUSDT"
-    async with session.ws_connect(url(sim, "linear")) as ws:
-        _, before = await subscribe(ws, [topic])
-        book = ClientBook()
-        book.apply(before[0])
+    async with subscribed(session, sim, [topic]) as (ws, before):
+        book = ClientBook(before[0])
         book.apply(await next_book_frame(ws, topic))
         assert sim.faults.book_skip_update("BTCUSDT", 50) == 1
         assert sim.faults.book_skip_update("BTCUSDT", 200) == 0  # nobody listens to 200
@@ -606,11 +591,9 @@ async def test_fault_skip_update(make_sim: SimFactory, session: aiohttp.ClientSe
     assert truth == (book.u, *book.levels())  # the content itself was right
 
 
-async def test_fault_restart(make_sim: SimFactory, session: aiohttp.ClientSession) -> None:
-    sim = await make_sim(trade_rate=30)
+async def test_fault_restart(sim: BybitSimulator, session: aiohttp.ClientSession) -> None:
     topics = [f"orderbook.{d}.BTCUSDT" for d in (1, 50, 200)]
-    async with session.ws_connect(url(sim, "linear")) as ws:
-        _, _before = await subscribe(ws, topics)
+    async with subscribed(session, sim, topics) as (ws, _before):
         await next_book_frame(ws, "orderbook.50.BTCUSDT")
         assert sim.faults.book_restart("BTCUSDT") == 3
         assert sim.faults.book_restart("BTCUSDT", category="spot") == 0
@@ -640,13 +623,10 @@ async def test_fault_restart(make_sim: SimFactory, session: aiohttp.ClientSessio
         assert frame["data"]["u"] == 2
 
 
-async def test_fault_crossed_delta(make_sim: SimFactory, session: aiohttp.ClientSession) -> None:
-    sim = await make_sim(trade_rate=30)
+async def test_fault_crossed_delta(sim: BybitSimulator, session: aiohttp.ClientSession) -> None:
     topic = "orderbook.50.BTCUSDT"
-    async with session.ws_connect(url(sim, "linear")) as ws:
-        _, before = await subscribe(ws, [topic])
-        book = ClientBook()
-        book.apply(before[0])
+    async with subscribed(session, sim, [topic]) as (ws, before):
+        book = ClientBook(before[0])
         assert sim.faults.book_crossed_delta("BTCUSDT", 50, "linear") == 1
         crossed = await next_book_frame(ws, topic)
         book.apply(crossed)
@@ -672,12 +652,10 @@ async def test_fault_crossed_delta(make_sim: SimFactory, session: aiohttp.Client
 
 
 async def test_fault_stale_depth1_resend(
-    make_sim: SimFactory, session: aiohttp.ClientSession
+    sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
-    sim = await make_sim(trade_rate=30)
     topic = "orderbook.1.BTCUSDT"
-    async with session.ws_connect(url(sim, "linear")) as ws:
-        _, _before = await subscribe(ws, [topic])
+    async with subscribed(session, sim, [topic]) as (ws, _before):
         prev = await next_book_frame(ws, topic)
         assert sim.faults.book_stale_resend("BTCUSDT") == 1
         stale = await next_book_frame(ws, topic)

@@ -9,11 +9,7 @@ import pytest
 
 from bybit_sim import BybitSimulator
 
-from .conftest import SimFactory, is_ack, recv_json, recv_until, subscribe
-
-
-def url(sim: BybitSimulator, category: str) -> str:
-    return sim.public_ws_url.format(category=category)
+from .conftest import SimFactory, is_ack, recv_json, recv_until, subscribe, subscribed, url
 
 
 async def test_urls(sim: BybitSimulator) -> None:
@@ -22,18 +18,20 @@ async def test_urls(sim: BybitSimulator) -> None:
     assert sim.private_ws_url == f"ws://127.0.0.1:{sim.port}/v5/private"
 
 
-async def test_linear_ack_and_pong_shapes(
-    sim: BybitSimulator, session: aiohttp.ClientSession
+@pytest.mark.parametrize(("category", "coin"), [("linear", "USDT"), ("inverse", "USD")])
+async def test_contract_ack_and_pong_shapes(
+    category: str, coin: str, sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
-    async with session.ws_connect(url(sim, "linear")) as ws:
-        ack, _ = await subscribe(ws, ["publicTrade.BTCUSDT"], req_id="abc")
+    """Linear and inverse: the contract streams answer alike."""
+    async with session.ws_connect(url(sim, category)) as ws:
+        ack, _ = await subscribe(ws, [f"publicTrade.BTC{coin}", f"tickers.BTC{coin}"], req_id="abc")
         assert list(ack) == ["success", "ret_msg", "conn_id", "req_id", "op"]
         assert ack["success"] is True
         assert ack["ret_msg"] == ""
         assert ack["req_id"] == "abc"
         assert ack["op"] == "subscribe"
-        ack, _ = await subscribe(ws, ["publicTrade.ETHUSDT"], req_id=None)
-        assert ack["req_id"] == ""  # linear echoes "" when no req_id was sent
+        ack, _ = await subscribe(ws, [f"publicTrade.ETH{coin}"], req_id=None)
+        assert ack["req_id"] == ""  # echoes "" when no req_id was sent
         await ws.send_json({"op": "ping", "req_id": "p1"})
         pong, _ = await recv_until(ws, is_ack)
         assert pong == {
@@ -46,14 +44,6 @@ async def test_linear_ack_and_pong_shapes(
         await ws.send_json({"op": "ping"})
         pong, _ = await recv_until(ws, is_ack)
         assert pong["req_id"] == ""
-
-
-async def test_inverse_ack_shape(sim: BybitSimulator, session: aiohttp.ClientSession) -> None:
-    async with session.ws_connect(url(sim, "inverse")) as ws:
-        ack, _ = await subscribe(ws, ["publicTrade.BTCUSD", "tickers.BTCUSD"], req_id="i1")
-        assert ack["success"] is True
-        assert ack["ret_msg"] == ""
-        assert ack["req_id"] == "i1"
 
 
 async def test_spot_ack_and_pong_shapes(
@@ -203,8 +193,7 @@ async def test_snapshot_after_ack_when_configured(
     make_sim: SimFactory, session: aiohttp.ClientSession
 ) -> None:
     sim = await make_sim(snapshot_before_ack=False)
-    async with session.ws_connect(url(sim, "linear")) as ws:
-        _, before = await subscribe(ws, ["tickers.ETHUSDT"])
+    async with subscribed(session, sim, ["tickers.ETHUSDT"]) as (ws, before):
         assert before == []
         first = await recv_json(ws)
         assert first["topic"] == "tickers.ETHUSDT"
@@ -236,8 +225,7 @@ async def test_spot_tickers_are_snapshots_without_bid_ask(
 async def test_orderbook_snapshot_then_contiguous_deltas(
     sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
-    async with session.ws_connect(url(sim, "linear")) as ws:
-        _, before = await subscribe(ws, ["orderbook.50.BTCUSDT"])
+    async with subscribed(session, sim, ["orderbook.50.BTCUSDT"]) as (ws, before):
         snap = before[0]
         assert snap["type"] == "snapshot"
         assert len(snap["data"]["b"]) == 50

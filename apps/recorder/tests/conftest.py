@@ -1,9 +1,10 @@
 """Fixtures of the recorder app's tests: a session config pointed at the in-process simulator,
-and the session folder's own SQLite database."""
+a started recorder stopped at teardown, and the session folder's own SQLite database."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,11 @@ import pytest
 
 from grid_db import DatabaseFactory, DatabaseSettings
 from recorder.config import RecorderConfig, compose_config
-from testkit import FAST_OVERRIDES
+from recorder.session import Recorder
+from testkit import recording_overrides
 
 MakeConfig = Callable[..., RecorderConfig]
+StartRecording = Callable[[RecorderConfig, DatabaseFactory], Awaitable[Recorder]]
 
 
 @pytest.fixture
@@ -25,11 +28,7 @@ def make_config(sim: Any, tmp_path: Path) -> MakeConfig:
         return compose_config(
             [
                 "symbols=btc_eth",
-                f"network.rest_url={sim.rest_url}",
-                f"network.public_ws_url='{sim.public_ws_url}'",
-                f"network.private_ws_url={sim.private_ws_url}",
-                *FAST_OVERRIDES,
-                "flush_interval=0.2",
+                *recording_overrides(sim),
                 *overrides,
             ],
             output_dir=tmp_path,
@@ -50,6 +49,19 @@ def account_config(make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch) -> 
         return make_config("account=env", *overrides)
 
     return make
+
+
+@pytest.fixture
+async def recording(tmp_path: Path) -> AsyncIterator[StartRecording]:
+    """``await recording(config, db)``: a started ``Recorder`` of ``config``, its session folder
+    ``tmp_path``, writing to ``db``. Stopped at teardown (stop is idempotent), so a test that
+    fails midway leaves no stream running."""
+    async with contextlib.AsyncExitStack() as started:
+
+        async def start(config: RecorderConfig, db: DatabaseFactory) -> Recorder:
+            return await started.enter_async_context(Recorder(config, db, tmp_path))
+
+        yield start
 
 
 @pytest.fixture

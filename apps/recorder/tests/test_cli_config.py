@@ -257,18 +257,17 @@ def test_cfg_job_prints_the_composed_config(tmp_path: Path) -> None:
 def test_help_lists_the_groups(tmp_path: Path) -> None:
     result = recorder("--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for line in (
+    for shown in (
         "account: env, none",
         "network: local, mainnet, testnet",
         "symbols: btc, btc_eth, custom, eth, majors",
         "writer: bulk, default, low_latency",
+        "BYBIT_API_KEY",
+        "$RECORDER_OUTPUT_ROOT",
+        "recorder symbols=[SOLUSDT,XRPUSDT]",
+        "recorder --config FILE [--debug]",
     ):
-        assert line in result.stdout
-    assert "BYBIT_API_KEY" in result.stdout
-    assert "$RECORDER_OUTPUT_ROOT" in result.stdout
-    assert "recorder symbols=[SOLUSDT,XRPUSDT]" in result.stdout
-    assert "recorder --config FILE [--debug]" in result.stdout
-    assert "--debug" in result.stdout
+        assert shown in result.stdout, shown
 
 
 @pytest.mark.e2e

@@ -22,21 +22,21 @@ from recorder.health import HealthSnapshot, StreamHealth, format_health
 from recorder.health_file import HealthFileWriter
 from recorder.metrics import MetricsExporter
 from recorder.session import EXIT_DISK_FULL
-from testkit import FAST_OVERRIDES, SimProcess, db_rows, finish, script, start_process
+from recorder_tools.check import check_completeness, load_truth
+from testkit import (
+    FakeClock,
+    SimProcess,
+    db_rows,
+    finish,
+    script,
+    start_process,
+)
 
 HOUR = 3600.0
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def guard(warn_mb: int = 100, stop_mb: int = 10) -> tuple[DiskGuard, FakeClock]:
-    clock = FakeClock()
+    clock = FakeClock(now=1000.0)
     config = DiskGuardConfig(warn_free_mb=warn_mb, stop_free_mb=stop_mb)
     return DiskGuard(Path("/data/recorder.db"), config, clock), clock
 
@@ -296,8 +296,7 @@ def test_the_recorder_stops_cleanly_before_the_disk_is_full(small_fs: SmallFiles
                 *small_fs.prefix,
                 script("recorder"),
                 "symbols=btc_eth",
-                *sim.network_overrides(),
-                *FAST_OVERRIDES,
+                *sim.recording_overrides(),
                 f"hydra.run.dir={small_fs.mount / 'session'}",
                 f"disk.warn_free_mb={WARN_MB}",
                 f"disk.stop_free_mb={STOP_MB}",
@@ -309,7 +308,7 @@ def test_the_recorder_stops_cleanly_before_the_disk_is_full(small_fs: SmallFiles
         session = small_fs.results / "session"
         db = session / "recorder.db"
         assert done.returncode == EXIT_DISK_FULL, done.stdout[-3000:]
-        truth = {symbol: sim.truth_trades(symbol) for symbol in ("BTCUSDT", "ETHUSDT")}
+        truth = load_truth(sim.rest_url, symbols=["BTCUSDT", "ETHUSDT"])
     log = done.stdout
 
     # below disk.warn_free_mb: one warning (once an hour), before the stop
@@ -340,12 +339,11 @@ def test_the_recorder_stops_cleanly_before_the_disk_is_full(small_fs: SmallFiles
     assert (trades["written"], trades["buffered"], trades["failed_flushes"]) == (len(stored), 0, 0)
     final_line = re.findall(r"\| trades received=(\d+) written=(\d+) .*?buffered=(\d+) ", log)[-1]
     assert final_line == (str(len(stored)),) * 2 + ("0",)
-    last_ms = db_rows(db, "SELECT symbol, max(trade_time_ms) FROM public_trades GROUP BY symbol")
-    ids = {trade_id for _, trade_id in stored}
-    assert len(ids) == len(stored) > 500
-    for symbol, until in last_ms:
-        missing = [t for t in truth[symbol] if t["time_ms"] <= until and t["trade_id"] not in ids]
-        assert not missing, f"{len(missing)} {symbol} trades lost"
+    assert len({trade_id for _, trade_id in stored}) == len(stored) > 500
+    # every trade the simulator printed is stored once, or inside a gaps row's window (a
+    # loaded machine may pause the stream; a refill still running at the stop is recorded)
+    completeness = check_completeness(db, truth)
+    assert completeness.ok, completeness.format_text()
 
     # health.json: the database's size, growth and days left when it stopped
     disk = health["disk"]

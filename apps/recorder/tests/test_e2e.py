@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from testkit import (
-    FAST_OVERRIDES,
     SIM_API_KEY,
     SIM_API_SECRET,
     SimProcess,
@@ -73,9 +72,7 @@ def test_single_session_ends_cleanly_on_a_signal(
     sim: SimProcess, tmp_path: Path, sig: signal.Signals
 ) -> None:
     run_dir = tmp_path / "session"
-    proc = start_recorder(
-        "symbols=btc_eth", *sim.network_overrides(), *FAST_OVERRIDES, f"hydra.run.dir={run_dir}"
-    )
+    proc = start_recorder("symbols=btc_eth", *sim.recording_overrides(), f"hydra.run.dir={run_dir}")
     db = run_dir / "recorder.db"
     try:
         wait_sync(lambda: db_count(db, TRADES) > 30, 30, "trades in the session DB")
@@ -97,7 +94,7 @@ def test_single_session_ends_cleanly_on_a_signal(
 def test_duration_ends_the_session(sim: SimProcess, tmp_path: Path) -> None:
     run_dir = tmp_path / "timed"
     proc = start_recorder(
-        *sim.network_overrides(), *FAST_OVERRIDES, "duration_seconds=2", f"hydra.run.dir={run_dir}"
+        *sim.recording_overrides(), "duration_seconds=2", f"hydra.run.dir={run_dir}"
     )
     done = finish(proc, TIMEOUT_S)
     assert done.returncode == 0, done.stdout
@@ -112,8 +109,7 @@ def test_multirun_records_two_groups_at_once_and_stops_both_on_one_sigint(
     proc = start_recorder(
         "-m",
         "symbols=btc,eth",
-        *sim.network_overrides(),
-        *FAST_OVERRIDES,
+        *sim.recording_overrides(),
         f"hydra.sweep.dir={sweep}",
     )
     dbs = {name: sweep / name / "recorder.db" for name in ("0_btc", "1_eth")}
@@ -152,8 +148,7 @@ def test_private_streams_are_recorded_without_a_trace_of_the_secret(
     env = {"BYBIT_API_KEY": SIM_API_KEY, "BYBIT_API_SECRET": SIM_API_SECRET}
     proc = start_recorder(
         "account=env",
-        *sim.network_overrides(),
-        *FAST_OVERRIDES,
+        *sim.recording_overrides(),
         f"hydra.run.dir={run_dir}",
         env=env,
     )
@@ -180,8 +175,7 @@ def test_private_streams_are_recorded_without_a_trace_of_the_secret(
 def test_session_json_says_how_to_run_the_session_again(sim: SimProcess, tmp_path: Path) -> None:
     run_dir = tmp_path / "session"
     proc = start_recorder(
-        *sim.network_overrides(),
-        *FAST_OVERRIDES,
+        *sim.recording_overrides(),
         "symbols=[SOLUSDT,BTCUSDT]",
         "duration_seconds=1",
         f"hydra.run.dir={run_dir}",

@@ -22,7 +22,6 @@ import pytest
 from grid_db.repositories import DEAD_RUN_ERROR
 from recorder_tools.check import CompletenessReport, SymbolReport, check_completeness, load_truth
 from testkit import (
-    FAST_OVERRIDES,
     SIM_API_KEY,
     SIM_API_SECRET,
     SimProcess,
@@ -72,8 +71,7 @@ class Session:
         self.db = run_dir / "recorder.db"
         self.proc = start_recorder(
             "symbols=btc_eth",
-            *sim.network_overrides(),
-            *FAST_OVERRIDES,
+            *sim.recording_overrides(),
             *args,
             f"hydra.run.dir={run_dir}",
             env=env,

@@ -43,7 +43,7 @@ from pg_cluster import DEBIAN_BINDIRS, SERVER_PROGRAMS, PostgresCluster, find_po
 from psycopg import sql
 
 from recorder_tools.report.findings import NO_HOLES_IN_UNION
-from testkit import FAST_OVERRIDES, SimProcess, script, wait_sync
+from testkit import SimProcess, script, wait_sync
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgresql]
 
@@ -186,8 +186,7 @@ def _start_recorder(fleet: Fleet, name: str, log_file: Any) -> subprocess.Popen[
     argv = [
         script("recorder"),
         RECORDERS[name],
-        *fleet.sim.network_overrides(),
-        *FAST_OVERRIDES,
+        *fleet.sim.recording_overrides(),
         f"database_url={database_url}",
         f"hydra.run.dir={fleet.outputs / name}",
     ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from event_saver import PipelineHealth, ReconcilerStats, WriterStats
 from event_saver.pipeline import StreamHealth as PipelineStream
 from grid_db import DatabaseFactory
 from recorder.health import HealthSnapshot, StreamHealth, format_health, health_snapshot
-from recorder.session import Recorder
 from testkit import wait_until
 
 
@@ -129,18 +127,15 @@ def test_health_snapshot_from_the_pipelines_counters() -> None:
 
 
 async def test_health_is_logged_every_interval_and_at_stop(
-    make_config: Any, tmp_path: Path, sqlite_db: DatabaseFactory, caplog: pytest.LogCaptureFixture
+    make_config: Any, sqlite_db: DatabaseFactory, caplog: pytest.LogCaptureFixture, recording: Any
 ) -> None:
     caplog.set_level(logging.INFO, logger="recorder.session")
-    recorder = Recorder(make_config("health_log_interval=0.2"), sqlite_db, tmp_path)
-    await recorder.start()
-    try:
-        await wait_until(lambda: recorder.health_lines >= 3, timeout=5)
-        ticking = [m for m in caplog.messages if m.startswith("health ")]
-        assert len(ticking) >= 3
-        assert all(" public.linear connected " in line for line in ticking)
-    finally:
-        await recorder.stop()
+    recorder = await recording(make_config("health_log_interval=0.2"), sqlite_db)
+    await wait_until(lambda: recorder.health_lines >= 3, timeout=5)
+    ticking = [m for m in caplog.messages if m.startswith("health ")]
+    assert len(ticking) >= 3
+    assert all(" public.linear connected " in line for line in ticking)
+    await recorder.stop()
     lines = [m for m in caplog.messages if m.startswith("health ")]
     assert " public.linear stopped " in lines[-1]  # the last line is written at stop
     last = lines[-1]
@@ -157,10 +152,9 @@ async def test_health_is_logged_every_interval_and_at_stop(
 
 
 async def test_no_health_line_before_the_interval(
-    make_config: Any, tmp_path: Path, sqlite_db: DatabaseFactory
+    make_config: Any, sqlite_db: DatabaseFactory, recording: Any
 ) -> None:
-    recorder = Recorder(make_config("health_log_interval=3600"), sqlite_db, tmp_path)
-    await recorder.start()
+    recorder = await recording(make_config("health_log_interval=3600"), sqlite_db)
     await wait_until(lambda: recorder.pipeline.health().writers[0].received > 5)
     assert recorder.health_lines == 0
     await recorder.stop()

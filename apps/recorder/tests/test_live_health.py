@@ -38,37 +38,34 @@ def metric(text: str, name: str, **labels: str) -> float | None:
 
 
 async def test_health_json_is_written_at_start_on_every_tick_and_at_stop(
-    make_config: Any, tmp_path: Path, db: DatabaseFactory
+    make_config: Any, tmp_path: Path, db: DatabaseFactory, recording: Any
 ) -> None:
-    recorder = Recorder(make_config("health_log_interval=0.2"), db, tmp_path)
     path = tmp_path / "health.json"
-    await recorder.start()
-    try:
-        first = read_health_file(path)
-        assert first is not None  # written by start(), before any tick
-        assert (first["status"], first["run_id"]) == ("running", recorder.run_id)
-        assert [s["name"] for s in first["streams"]] == ["public.linear"]
-        await wait_until(lambda: _messages(path) > 20, timeout=10)
-        earlier = read_health_file(path)
-        assert earlier is not None
-        await wait_until(
-            lambda: (_document(path).get("written_at_ms") or 0) > earlier["written_at_ms"],
-            timeout=5,
-        )
-        later = _document(path)
-        assert later["uptime_s"] > earlier["uptime_s"]
-        stream = later["streams"][0]
-        assert stream["state"] == "connected"
-        assert stream["messages_per_s"] is not None
-        assert stream["messages_per_s"] >= 0
-        assert stream["last_message_age_s"] is not None
-        trades = next(w for w in later["writers"] if w["name"] == "trades")
-        assert {"written", "rows_per_s", "buffered", "duplicates"} <= set(trades)
-        assert set(later["gaps"]) >= {"detected", "filled", "partial", "unfillable", "pending"}
-        assert later["interval_s"] == 0.2
-        assert len(path.read_bytes()) < 2048
-    finally:
-        await recorder.stop()
+    recorder = await recording(make_config("health_log_interval=0.2"), db)
+    first = read_health_file(path)
+    assert first is not None  # written by start(), before any tick
+    assert (first["status"], first["run_id"]) == ("running", recorder.run_id)
+    assert [s["name"] for s in first["streams"]] == ["public.linear"]
+    await wait_until(lambda: _messages(path) > 20, timeout=10)
+    earlier = read_health_file(path)
+    assert earlier is not None
+    await wait_until(
+        lambda: (_document(path).get("written_at_ms") or 0) > earlier["written_at_ms"],
+        timeout=5,
+    )
+    later = _document(path)
+    assert later["uptime_s"] > earlier["uptime_s"]
+    stream = later["streams"][0]
+    assert stream["state"] == "connected"
+    assert stream["messages_per_s"] is not None
+    assert stream["messages_per_s"] >= 0
+    assert stream["last_message_age_s"] is not None
+    trades = next(w for w in later["writers"] if w["name"] == "trades")
+    assert {"written", "rows_per_s", "buffered", "duplicates"} <= set(trades)
+    assert set(later["gaps"]) >= {"detected", "filled", "partial", "unfillable", "pending"}
+    assert later["interval_s"] == 0.2
+    assert len(path.read_bytes()) < 2048
+    await recorder.stop()
     final = _document(path)
     assert final["status"] == "completed"
     assert final["streams"][0]["state"] == "stopped"
@@ -86,36 +83,33 @@ def _messages(path: Path) -> int:
 
 
 async def test_prometheus_endpoint_serves_the_counters_when_metrics_port_is_set(
-    make_config: Any, tmp_path: Path, db: DatabaseFactory
+    make_config: Any, db: DatabaseFactory, recording: Any
 ) -> None:
     port = unused_port()
-    recorder = Recorder(make_config(f"metrics_port={port}"), db, tmp_path)
-    await recorder.start()
-    try:
-        assert recorder.metrics is not None
+    recorder = await recording(make_config(f"metrics_port={port}"), db)
+    assert recorder.metrics is not None
 
-        async def trades_written() -> float:
-            text = await asyncio.to_thread(scrape, port)
-            return metric(text, "recorder_rows_written_total", writer="trades") or 0.0
-
-        deadline = asyncio.get_running_loop().time() + 10
-        while await trades_written() <= 0:
-            assert asyncio.get_running_loop().time() < deadline, "no trades in the metrics"
-            await asyncio.sleep(0.1)
+    async def trades_written() -> float:
         text = await asyncio.to_thread(scrape, port)
-        run = {"run_id": recorder.run_id}
-        stream = {**run, "stream": "public.linear"}
-        assert (metric(text, "recorder_messages_total", **stream) or 0) > 0
-        assert metric(text, "recorder_stream_connected", **stream) == 1.0
-        assert metric(text, "recorder_stream_state", **stream, state="connected") == 1.0
-        assert metric(text, "recorder_last_message_age_seconds", **stream) is not None
-        assert metric(text, "recorder_rejected_frames_total", **stream) == 0.0
-        assert metric(text, "recorder_reconnects_total", **stream) == 0.0
-        assert metric(text, "recorder_duplicate_rows_total", writer="trades") is not None
-        assert metric(text, "recorder_buffered_rows", writer="trades") is not None
-        assert metric(text, "recorder_gaps_total", fill_status="filled") == 0.0
-    finally:
-        await recorder.stop()
+        return metric(text, "recorder_rows_written_total", writer="trades") or 0.0
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while await trades_written() <= 0:
+        assert asyncio.get_running_loop().time() < deadline, "no trades in the metrics"
+        await asyncio.sleep(0.1)
+    text = await asyncio.to_thread(scrape, port)
+    run = {"run_id": recorder.run_id}
+    stream = {**run, "stream": "public.linear"}
+    assert (metric(text, "recorder_messages_total", **stream) or 0) > 0
+    assert metric(text, "recorder_stream_connected", **stream) == 1.0
+    assert metric(text, "recorder_stream_state", **stream, state="connected") == 1.0
+    assert metric(text, "recorder_last_message_age_seconds", **stream) is not None
+    assert metric(text, "recorder_rejected_frames_total", **stream) == 0.0
+    assert metric(text, "recorder_reconnects_total", **stream) == 0.0
+    assert metric(text, "recorder_duplicate_rows_total", writer="trades") is not None
+    assert metric(text, "recorder_buffered_rows", writer="trades") is not None
+    assert metric(text, "recorder_gaps_total", fill_status="filled") == 0.0
+    await recorder.stop()
     with pytest.raises(urllib.error.URLError):
         await asyncio.to_thread(scrape, port)
 

@@ -29,7 +29,6 @@ from recorder.redaction import (
     scrub_files,
 )
 from testkit import (
-    FAST_OVERRIDES,
     SIM_API_KEY,
     SIM_API_SECRET,
     SimProcess,
@@ -232,8 +231,7 @@ def hydra_command(sim: SimProcess, database_url: str | None, *extra: str) -> lis
     return [
         script("recorder"),
         "account=env",
-        *sim.network_overrides(),
-        *FAST_OVERRIDES,
+        *sim.recording_overrides(),
         *([f"database_url={database_url}"] if database_url else []),
         *extra,
     ]

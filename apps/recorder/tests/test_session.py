@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -29,20 +28,15 @@ def count(db: DatabaseFactory, table: Any, **where: Any) -> int:
 
 
 async def test_books_depths_records_the_books_of_every_symbol(
-    make_config: Any, tmp_path: Path, db: DatabaseFactory
+    make_config: Any, db: DatabaseFactory, recording: Any
 ) -> None:
-    recorder = Recorder(make_config("books.depths=[50,1]"), db, tmp_path)
-    await recorder.start()
+    recorder = await recording(make_config("books.depths=[50,1]"), db)
     books = tables.orderbook_updates.table
-    try:
-        assert "books" in [w.name for w in recorder.pipeline.writers]
-        assert "books" in format_health(recorder.health())
-        every_book = [(s, d) for s in ("BTCUSDT", "ETHUSDT") for d in (50, 1)]
-        await wait_until(
-            lambda: all(count(db, books, symbol=s, depth=d) > 3 for s, d in every_book)
-        )
-    finally:
-        await recorder.stop()
+    assert "books" in [w.name for w in recorder.pipeline.writers]
+    assert "books" in format_health(recorder.health())
+    every_book = [(s, d) for s in ("BTCUSDT", "ETHUSDT") for d in (50, 1)]
+    await wait_until(lambda: all(count(db, books, symbol=s, depth=d) > 3 for s, d in every_book))
+    await recorder.stop()
     run = RunRepository(db.engine).get(recorder.run_id)
     assert run is not None
     assert (run.status, run.error) == ("completed", None)
@@ -50,24 +44,21 @@ async def test_books_depths_records_the_books_of_every_symbol(
 
 
 async def test_a_session_records_and_closes_its_run(
-    make_config: Any, tmp_path: Path, db: DatabaseFactory
+    make_config: Any, db: DatabaseFactory, recording: Any
 ) -> None:
-    recorder = Recorder(make_config(), db, tmp_path)
-    await recorder.start()
-    try:
-        assert [w.name for w in recorder.pipeline.writers] == [
-            "trades",
-            "tickers",
-            "rejected",
-            "gaps",
-        ]
-        assert recorder.pipeline.private is None
-        run = RunRepository(db.engine).get(recorder.run_id)
-        assert run is not None
-        assert run.status == "running"
-        await wait_until(lambda: received(recorder, Trade) > 20 and received(recorder, Ticker) > 5)
-    finally:
-        await recorder.stop()
+    recorder = await recording(make_config(), db)
+    assert [w.name for w in recorder.pipeline.writers] == [
+        "trades",
+        "tickers",
+        "rejected",
+        "gaps",
+    ]
+    assert recorder.pipeline.private is None
+    run = RunRepository(db.engine).get(recorder.run_id)
+    assert run is not None
+    assert run.status == "running"
+    await wait_until(lambda: received(recorder, Trade) > 20 and received(recorder, Ticker) > 5)
+    await recorder.stop()
     await recorder.stop()  # idempotent
     run = RunRepository(db.engine).get(recorder.run_id)
     assert run is not None
@@ -85,11 +76,10 @@ async def test_a_session_records_and_closes_its_run(
 
 
 async def test_stop_flushes_what_is_buffered(
-    make_config: Any, tmp_path: Path, db: DatabaseFactory
+    make_config: Any, db: DatabaseFactory, recording: Any
 ) -> None:
     config = make_config("batch_size=100000", "flush_interval=3600", "max_buffer_rows=100000")
-    recorder = Recorder(config, db, tmp_path)
-    await recorder.start()
+    recorder = await recording(config, db)
     await wait_until(lambda: recorder.pipeline.writer(Trade).buffered > 20)
     assert count(db, tables.public_trades.table) == 0
     await recorder.stop()
@@ -97,38 +87,32 @@ async def test_stop_flushes_what_is_buffered(
 
 
 async def test_health_shows_a_disconnected_stream_and_its_outage(
-    sim: Any, make_config: Any, tmp_path: Path, db: DatabaseFactory
+    sim: Any, make_config: Any, db: DatabaseFactory, recording: Any
 ) -> None:
-    recorder = Recorder(make_config(), db, tmp_path)
-    await recorder.start()
-    try:
-        await wait_until(lambda: received(recorder, Trade) > 0)
-        sim.faults.refuse_connections(30)
-        sim.faults.drop_connections()
-        await wait_until(lambda: "public.linear reconnecting" in format_health(recorder.health()))
-        assert recorder.health().streams[0].last_message_age_s is not None
-        sim.faults.clear()
-        await wait_until(lambda: "causes=disconnect:1" in format_health(recorder.health()), 15)
-    finally:
-        await recorder.stop()
+    recorder = await recording(make_config(), db)
+    await wait_until(lambda: received(recorder, Trade) > 0)
+    sim.faults.refuse_connections(30)
+    sim.faults.drop_connections()
+    await wait_until(lambda: "public.linear reconnecting" in format_health(recorder.health()))
+    assert recorder.health().streams[0].last_message_age_s is not None
+    sim.faults.clear()
+    await wait_until(lambda: "causes=disconnect:1" in format_health(recorder.health()), 15)
+    await recorder.stop()
     gaps = tables.gaps.table
     assert count(db, gaps, stream="publicTrade", run_id=recorder.run_id) == 2
 
 
 async def test_private_streams_only_with_an_account(
-    account_config: Any, tmp_path: Path, db: DatabaseFactory
+    account_config: Any, db: DatabaseFactory, recording: Any
 ) -> None:
-    recorder = Recorder(account_config("sim-secret"), db, tmp_path)
-    await recorder.start()
+    recorder = await recording(account_config("sim-secret"), db)
     private = recorder.pipeline.private
-    try:
-        assert private is not None
-        names = {w.name for w in recorder.pipeline.writers}
-        assert names >= {"executions", "orders", "positions", "wallet"}
-        await wait_until(lambda: private.authenticated)
-        await wait_until(lambda: private.stats.data_frames > 0, timeout=20)
-    finally:
-        await recorder.stop()
+    assert private is not None
+    names = {w.name for w in recorder.pipeline.writers}
+    assert names >= {"executions", "orders", "positions", "wallet"}
+    await wait_until(lambda: private.authenticated)
+    await wait_until(lambda: private.stats.data_frames > 0, timeout=20)
+    await recorder.stop()
     account_id = ACCOUNT_ID
     assert count(db, tables.position_snapshots.table, account_id=account_id) > 0
     assert ReferenceDataRepository(db.engine).get_account(account_id) is not None
@@ -141,15 +125,14 @@ async def test_private_streams_only_with_an_account(
 
 
 async def test_a_dead_run_of_this_host_is_marked_aborted(
-    make_config: Any, tmp_path: Path, db: DatabaseFactory
+    make_config: Any, db: DatabaseFactory, recording: Any
 ) -> None:
     runs = RunRepository(db.engine)
     dead = runs.create_run(
         config_json="{}", host=host_name(), pid=2**22 + 12345, software_version="x"
     )
     elsewhere = runs.create_run(config_json="{}", host="other-host", pid=1, software_version="x")
-    recorder = Recorder(make_config(), db, tmp_path)
-    await recorder.start()
+    recorder = await recording(make_config(), db)
     await recorder.stop()
     assert (runs.get(dead.id) or dead).status == RunStatus.ABORTED
     # a pid means nothing on another host: its run is left alone

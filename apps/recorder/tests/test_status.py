@@ -34,10 +34,9 @@ def headline(folder: Path) -> list[str]:
 
 
 async def test_a_clean_session_is_completed_with_no_note(
-    make_config: Any, tmp_path: Path, sqlite_db: DatabaseFactory
+    make_config: Any, tmp_path: Path, sqlite_db: DatabaseFactory, recording: Any
 ) -> None:
-    recorder = Recorder(make_config(), sqlite_db, tmp_path)
-    await recorder.start()
+    recorder = await recording(make_config(), sqlite_db)
     await wait_until(lambda: recorder.pipeline.writer(Trade).stats().received > 5)
     await recorder.stop()
     assert run_row(recorder) == ("completed", None)
@@ -86,10 +85,9 @@ async def test_a_refused_topic_ends_the_run_error(
 
 
 async def test_private_auth_that_never_succeeds_ends_the_run_error(
-    account_config: Any, tmp_path: Path, sqlite_db: DatabaseFactory
+    account_config: Any, tmp_path: Path, sqlite_db: DatabaseFactory, recording: Any
 ) -> None:
-    recorder = Recorder(account_config("not-the-sim-secret"), sqlite_db, tmp_path)
-    await recorder.start()
+    recorder = await recording(account_config("not-the-sim-secret"), sqlite_db)
     private = recorder.pipeline.private
     assert private is not None
     await wait_until(lambda: private.auth_failures >= 1)
@@ -111,23 +109,10 @@ async def test_private_auth_that_never_succeeds_ends_the_run_error(
     assert NO_HOLES not in lines
 
 
-async def test_private_auth_that_succeeds_is_completed(
-    account_config: Any, tmp_path: Path, sqlite_db: DatabaseFactory
-) -> None:
-    recorder = Recorder(account_config("sim-secret"), sqlite_db, tmp_path)
-    await recorder.start()
-    private = recorder.pipeline.private
-    assert private is not None
-    await wait_until(lambda: private.authenticated)
-    await recorder.stop()
-    assert run_row(recorder) == ("completed", None)
-
-
 async def test_gaps_rest_could_not_fill_are_noted_on_a_completed_run(
-    sim: Any, make_config: Any, tmp_path: Path, sqlite_db: DatabaseFactory
+    sim: Any, make_config: Any, tmp_path: Path, sqlite_db: DatabaseFactory, recording: Any
 ) -> None:
-    recorder = Recorder(make_config("symbols=btc"), sqlite_db, tmp_path)
-    await recorder.start()
+    recorder = await recording(make_config("symbols=btc"), sqlite_db)
     reconciler = recorder.pipeline.reconciler
     assert reconciler is not None
     await wait_until(lambda: recorder.pipeline.writer(Trade).stats().received > 5)

@@ -25,7 +25,7 @@ from recorder.config import (
     validate_config,
 )
 from recorder.errors import ConfigError
-from recorder.session import Recorder, pipeline_config, write_session_file
+from recorder.session import pipeline_config, write_session_file
 from testkit import wait_until
 
 
@@ -86,17 +86,15 @@ async def test_a_sampling_session_saves_the_setting_with_its_run_and_says_so(
     tmp_path: Path,
     sqlite_db: DatabaseFactory,
     caplog: pytest.LogCaptureFixture,
+    recording: Any,
 ) -> None:
     caplog.set_level(logging.INFO, logger="recorder.session")
     config = make_config("tickers.min_interval_ms=400", "health_log_interval=0.3")
     write_session_file(config, tmp_path, ["recorder", "tickers.min_interval_ms=400"])
-    recorder = Recorder(config, sqlite_db, tmp_path)
-    await recorder.start()
-    try:
-        await wait_until(lambda: recorder.pipeline.writer(Ticker).stats().written >= 6)
-        await wait_until(lambda: "sampled_out=" in caplog.text, timeout=5)
-    finally:
-        await recorder.stop()
+    recorder = await recording(config, sqlite_db)
+    await wait_until(lambda: recorder.pipeline.writer(Ticker).stats().written >= 6)
+    await wait_until(lambda: "sampled_out=" in caplog.text, timeout=5)
+    await recorder.stop()
     run = RunRepository(sqlite_db.engine).get(recorder.run_id)
     assert run is not None
     assert json.loads(run.config_json)["tickers"] == {"min_interval_ms": 400}

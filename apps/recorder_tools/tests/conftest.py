@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from bybit_sim import BybitSimulator
 from grid_db import DatabaseFactory, DatabaseSettings
 from recorder.config import compose_config
 from recorder.session import Recorder
-from testkit import db_count, wait_until
+from testkit import db_count, recording_overrides, wait_until
 
 RecordWithAnOutage = Callable[[BybitSimulator, Path], Awaitable[None]]
 
@@ -64,3 +65,30 @@ def record_with_an_outage() -> RecordWithAnOutage:
     (connections dropped, reconnects refused for a while), so that it holds refilled gap rows
     of both symbols; it has ended, and its database is closed, when the call returns."""
     return _record_with_an_outage
+
+
+@asynccontextmanager
+async def _recording(
+    sim: BybitSimulator, database: DatabaseFactory, folder: Path, *overrides: str
+) -> AsyncIterator[Recorder]:
+    config = compose_config(
+        [
+            *recording_overrides(sim),
+            *overrides,
+        ],
+        output_dir=folder,
+    )
+    recorder = Recorder(config, database, folder)
+    await recorder.start()
+    try:
+        yield recorder
+    finally:
+        await recorder.stop()
+
+
+@pytest.fixture(scope="session")
+def recording() -> Callable[..., AbstractAsyncContextManager[Recorder]]:
+    """``async with recording(sim, database, folder, *overrides) as recorder:`` a session
+    recording from the in-process simulator into ``database`` (the packaged config, the fast
+    test timings, ``overrides`` on top); stopped on leaving the block, its run closed."""
+    return _recording

@@ -17,7 +17,6 @@ from sqlalchemy import create_engine, delete, func, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bybit_sim import BybitSimulator
-from grid_db import Base
 from recorder_tools.check import (
     CompletenessError,
     TruthTrade,
@@ -27,7 +26,7 @@ from recorder_tools.check import (
     symbols_in_db,
 )
 from recorder_tools.schema import GAPS, PUBLIC_TRADES, RUNS
-from testkit import by_run_ref
+from testkit import by_run_ref, recorder_sqlite
 
 T0 = 1_700_000_000_000
 RUN_A = "00000000-0000-4000-8000-00000000000a"
@@ -119,9 +118,7 @@ class SessionDb:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(f"sqlite:///{path}")
-        Base.metadata.create_all(self.engine)
+        self.engine = recorder_sqlite(path)
         self.runs([run_row(RUN_A, T0 - 1000, T0 + 100_000, ["BTCUSDT"])])
 
     def runs(self, rows: list[dict[str, Any]]) -> None:

@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from grid_db import Base
 from recorder_tools.database import (
     BUSY_TIMEOUT_S,
     CONNECT_TIMEOUT_S,
@@ -26,7 +25,7 @@ from recorder_tools.database import (
     open_read_only,
     postgres_connect_args,
 )
-from testkit import unused_port
+from testkit import recorder_sqlite, unused_port
 
 SECRET = "s3cret-pw"
 TOOLS = [Path(sys.executable).with_name(name) for name in ("recorder-report", "recorder-export")]
@@ -34,11 +33,8 @@ TOOLS = [Path(sys.executable).with_name(name) for name in ("recorder-report", "r
 
 def recorder_db(folder: Path) -> Path:
     """An empty recorder database (every grid_db table) in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "recorder.db"
-    engine = create_engine(f"sqlite:///{path}")
-    Base.metadata.create_all(engine)
-    engine.dispose()
+    recorder_sqlite(path).dispose()
     return path
 
 

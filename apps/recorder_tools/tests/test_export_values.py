@@ -9,14 +9,12 @@ from pathlib import Path
 
 import pyarrow.dataset as ds  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
-from sqlalchemy import create_engine
 
-from grid_db import Base
 from recorder_tools import intervals
 from recorder_tools.export import export
 from recorder_tools.report import build_report
 from recorder_tools.schema import PUBLIC_TRADES, RUNS, TICKER_SNAPSHOTS
-from testkit import by_run_ref
+from testkit import by_run_ref, recorder_sqlite
 
 DAY = intervals.DAY_MS
 T0 = 1_795_478_400_000  # 2026-11-24 00:00 UTC
@@ -32,10 +30,8 @@ def test_interval_arithmetic() -> None:
 
 def make_db(folder: Path, started_ms: int, trades: list[tuple[str, int, str, str]]) -> None:
     """A completed session's database: grid_db's schema, rows written by column name."""
-    folder.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(f"sqlite:///{folder / 'recorder.db'}")
+    engine = recorder_sqlite(folder / "recorder.db")
     try:
-        Base.metadata.create_all(engine)
         run_id = str(uuid.uuid4())
         with engine.begin() as conn:
             conn.execute(

@@ -14,16 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from grid_db import Base
 from recorder_tools.report import build_report
 from recorder_tools.report.findings import NO_HOLES_IN_UNION
 from recorder_tools.report.model import Report
 from recorder_tools.report.tables import print_report
 from recorder_tools.schema import GAPS, PUBLIC_TRADES, RUNS, TICKER_SNAPSHOTS
-from testkit import by_run_ref
+from testkit import by_run_ref, recorder_sqlite
 
 T0 = 1_700_000_000_000
 END = T0 + 60_000
@@ -43,9 +41,7 @@ R1_ERROR = "2 gap(s) REST could not fill (2 partial, 0 unfillable): data may be 
 class FleetDb:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(f"sqlite:///{path}")
-        Base.metadata.create_all(self.engine)
+        self.engine = recorder_sqlite(path)
 
     def insert(self, table: Any, rows: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:

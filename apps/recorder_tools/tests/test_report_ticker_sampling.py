@@ -19,7 +19,7 @@ from recorder.config import compose_config
 from recorder.session import Recorder
 from recorder_tools.report.cli import main as report_main
 from recorder_tools.report.sessions import ticker_min_interval_ms, tickers_kept
-from testkit import FAST_OVERRIDES, wait_until
+from testkit import recording_overrides, wait_until
 
 
 async def record(sim: Any, folder: Path, *overrides: str) -> None:
@@ -28,10 +28,7 @@ async def record(sim: Any, folder: Path, *overrides: str) -> None:
     config = compose_config(
         [
             "symbols=btc_eth",
-            f"network.rest_url={sim.rest_url}",
-            f"network.public_ws_url='{sim.public_ws_url}'",
-            *FAST_OVERRIDES,
-            "flush_interval=0.2",
+            *recording_overrides(sim),
             *overrides,
         ],
         output_dir=folder,

@@ -1,5 +1,5 @@
-"""What the adapter's tests share: fast timings, captured frames, a recording sink, a
-timed session.
+"""What the adapter's tests share: fast timings, captured frames and documented REST rows,
+a recording sink, a timed session.
 
 Test modules import these with ``from .conftest import ...`` (pytest's importlib mode
 keeps the tests directory off ``sys.path``). The simulator comes from the root
@@ -10,6 +10,7 @@ typed ``Any`` here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import time
@@ -41,6 +42,30 @@ FAST_PRIVATE = dataclasses.replace(FAST, silence_timeout=None, stall_timeout=Non
 FAST_REST = RestSettings(timeout=1.0, max_retries=3, retry_initial=0.05, retry_max=0.2, ban_pause=5)
 #: A receive time for decoder tests (its milliseconds land in ``received_ts_ms``).
 RECEIVED_NS = 1_700_000_000_123_456_789
+
+#: Recent-trade rows as Bybit's V5 documentation shows the REST endpoint returning them.
+REST_TRADES: list[dict[str, Any]] = [
+    {
+        "execId": "2100000000007764263",
+        "symbol": "BTCUSDT",
+        "price": "16618.49",
+        "size": "0.00012",
+        "side": "Buy",
+        "time": "1672052955758",
+        "isBlockTrade": False,
+        "isRPITrade": False,
+        "seq": "47386728960",
+    },
+    {
+        "execId": "bf3a6c2e-9e3a-5a8e-8b0c-2f1bdd0d0e2f",
+        "symbol": "BTCUSDT",
+        "price": "16618.5",
+        "size": "1.5",
+        "side": "Sell",
+        "time": "1672052955759",
+        "isBlockTrade": True,
+    },
+]
 
 #: Real mainnet frames, one JSON frame a line (fixtures/captured/README.md).
 CAPTURED = Path(__file__).parent / "fixtures" / "captured"
@@ -175,7 +200,7 @@ class TimedSession:
         handshake.outcome = "open"
         return ws
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         await self.session.close()
 
 
@@ -186,9 +211,8 @@ def sink() -> RecordingSink:
 
 @pytest.fixture
 async def timed_session() -> AsyncIterator[TimedSession]:
-    session = TimedSession()
-    yield session
-    await session.close()
+    async with contextlib.aclosing(TimedSession()) as session:
+        yield session
 
 
 @pytest.fixture
@@ -196,18 +220,13 @@ async def make_sim(sim: Any) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
     """``await make_sim(private_rate=20.0)``: another simulator configured like ``sim``
     but for the keywords given, on its own port; stopped at teardown. (Built from the
     ``sim`` fixture's class and config, so that no test imports the simulator.)"""
-    started: list[Any] = []
+    async with contextlib.AsyncExitStack() as started:
 
-    async def make(**overrides: Any) -> Any:
-        config = dataclasses.replace(sim.config, port=0, **overrides)
-        other = type(sim)(config)
-        await other.start()
-        started.append(other)
-        return other
+        async def make(**overrides: Any) -> Any:
+            config = dataclasses.replace(sim.config, port=0, **overrides)
+            return await started.enter_async_context(type(sim)(config))
 
-    yield make
-    for other in started:
-        await other.stop()
+        yield make
 
 
 @pytest.fixture

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from bybit_adapter import BookDecoder, BookValidator, FrameRejected, book_topic
+from bybit_adapter import BookDecoder, BookValidator, FrameRejected, PublicStream, book_topic
 from bybit_records import BookKind, BookUpdate, Category
+from testkit import levels
 
-from .conftest import RECEIVED_NS, all_captured
+from .conftest import FAST, RECEIVED_NS, RecordingSink, all_captured
 
 RECEIVED_MS = RECEIVED_NS // 1_000_000
 BOOK_FRAMES = [(c, f) for c, f in all_captured() if f["topic"].startswith("orderbook.")]
@@ -62,8 +63,8 @@ def test_every_captured_book_frame_decodes_to_what_bybit_sent(
     assert record.match_ts_ms is None  # 2023 frames: ``cts`` came in 2023-12
     assert record.exchange_ts_ms == frame["ts"]
     assert record.received_ts_ms == RECEIVED_MS
-    assert record.bids == data["b"]
-    assert record.asks == data["a"]
+    assert record.bids == levels(data["b"])
+    assert record.asks == levels(data["a"])
 
 
 def test_a_spot_delta_exactly() -> None:
@@ -82,8 +83,8 @@ def test_a_spot_delta_exactly() -> None:
         match_ts_ms=None,
         exchange_ts_ms=1680652808085,
         received_ts_ms=RECEIVED_MS,
-        bids=[["28161.04", "0.177474"], ["28145.71", "0"]],
-        asks=[["28184.33", "0"]],
+        bids=(("28161.04", "0.177474"), ("28145.71", "0")),
+        asks=(("28184.33", "0"),),
     )
 
 
@@ -95,7 +96,7 @@ def test_the_empty_option_snapshot_with_u_0() -> None:
         25,
         BookKind.SNAPSHOT,
     )
-    assert (record.update_id, record.seq, record.bids, record.asks) == (0, None, [], [])
+    assert (record.update_id, record.seq, record.bids, record.asks) == (0, None, (), ())
 
 
 def test_cts_is_the_match_time_and_unknown_keys_are_ignored() -> None:
@@ -270,7 +271,7 @@ def test_a_negative_price_is_a_decimal() -> None:
     keeps what Bybit sent."""
     frame = copy.deepcopy(BASE)
     frame["data"]["b"][0][0] = "-1.5"
-    assert BookDecoder(Category.SPOT).frame(frame, RECEIVED_NS).bids[0] == ["-1.5", "0.177474"]
+    assert BookDecoder(Category.SPOT).frame(frame, RECEIVED_NS).bids[0] == ("-1.5", "0.177474")
 
 
 def test_the_captured_frames_apply_in_order_as_the_stream_applies_them() -> None:
@@ -302,3 +303,43 @@ def test_the_captured_frames_apply_in_order_as_the_stream_applies_them() -> None
     assert spot.best_bid() == ["28162.57", "0.07562"]
     assert ["28161.04", "0.177474"] in spot.bids()
     assert validators[Category.LINEAR].book("BTCUSDT", 1) is None  # broken: no book
+
+
+async def _through_stream(frames: list[str | bytes]) -> RecordingSink:
+    sink = RecordingSink()
+    stream = PublicStream(
+        "ws://127.0.0.1:9/v5/public/{category}",
+        Category.LINEAR,
+        ["BTCPERP"],
+        sink,
+        settings=FAST,
+        topics=["orderbook.50.BTCPERP"],
+        books=BookValidator(),
+    )
+    await stream.start()  # its connection task never gets to run before stop()
+    try:
+        for n, raw in enumerate(frames):
+            stream._frame(raw, RECEIVED_NS + n)
+    finally:
+        await stream.stop()
+    return sink
+
+
+async def test_book_frames_as_bybit_writes_them_and_reordered_make_the_same_records() -> None:
+    """A frame whose text begins with its topic (as Bybit writes them) is decoded straight
+    into its record; one in another key order goes through a dict: the same records and
+    the same refusal, whichever way."""
+    perp = [f for c, f in BOOK_FRAMES if c is Category.LINEAR and "BTCPERP" in f["topic"]]
+    broken = copy.deepcopy(perp[1])
+    broken["data"]["a"][0][1] = "1e5"
+    frames = [*perp, broken]
+    compact = [json.dumps(f, separators=(",", ":")) for f in frames]  # as Bybit sends them
+    assert all(raw.startswith('{"topic":"orderbook.') for raw in compact)
+    reordered = [json.dumps(dict(reversed(f.items()))) for f in frames]
+    sinks = [await _through_stream(list(raws)) for raws in (compact, reordered)]
+    assert [len(s.received) for s in sinks] == [2, 2]
+    assert sinks[0].received == sinks[1].received
+    reasons = [[r.reason for r in s.rejections] for s in sinks]
+    assert reasons[0] == reasons[1]
+    (reason,) = reasons[0]
+    assert "a[0] size is not a decimal" in reason

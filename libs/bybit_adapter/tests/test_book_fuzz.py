@@ -1,9 +1,9 @@
 """Property-based tests of the order book decoder and validator.
 
-The decoder, fuzzed the house way (``test_decoders_fuzz``'s mutations of the captured
-frames): it returns a well-formed ``BookUpdate`` or raises ``FrameRejected`` with a
-one-line reason, never anything else; its text and dict entry points agree; a price or
-size is accepted exactly when it is a plain decimal.
+The decoder, fuzzed the house way (``fuzzing``'s mutations of the captured frames): it
+returns a well-formed ``BookUpdate`` or raises ``FrameRejected`` with a one-line reason,
+never anything else; its text and dict entry points agree; a price or size is accepted
+exactly when it is a plain decimal.
 
 The validator, against a model: a true book evolves by random deltas, and the stream
 that carries it loses, repeats, swaps and corrupts frames, re-sends snapshots and
@@ -25,14 +25,15 @@ from hypothesis import strategies as st
 
 from bybit_adapter import BookAction, BookDecoder, BookValidator, FrameRejected
 from bybit_records import Book, BookKind, BookUpdate, Category, OutageCause
+from testkit import make_book_update
 
 from .conftest import RECEIVED_NS, all_captured
-from .test_decoders_fuzz import (
+from .fuzzing import (
     DECIMAL,
+    DECIMAL_CANDIDATES,
     FUZZ,
-    NEAR_DECIMALS,
-    TRICKY_STRINGS,
     Draw,
+    assert_decimal_slot,
     assert_rejected_properly,
     is_ms,
     mutated,
@@ -52,9 +53,9 @@ def check_update(record: BookUpdate, category: Category, message: dict[str, Any]
     assert record.match_ts_ms is None or is_ms(record.match_ts_ms)
     assert is_ms(record.exchange_ts_ms)
     for levels in (record.bids, record.asks):
-        assert isinstance(levels, list)
+        assert isinstance(levels, tuple)
         for level in levels:
-            assert isinstance(level, list)
+            assert isinstance(level, tuple)
             assert len(level) == 2
             assert all(isinstance(v, str) and DECIMAL.fullmatch(v) for v in level), level
     # A stored record survives the JSON the table keeps its levels in.
@@ -114,7 +115,7 @@ def test_the_book_decoder_returns_a_record_or_rejects(frame: tuple[Category, Any
 @given(
     st.sampled_from([s for s in BOOK_SEEDS if s[1]["data"]["b"] or s[1]["data"]["a"]]),
     st.integers(0, 1),
-    st.one_of(NEAR_DECIMALS, st.sampled_from(TRICKY_STRINGS)),
+    DECIMAL_CANDIDATES,
 )
 def test_price_and_size_are_accepted_exactly_when_plain_decimals(
     seed: tuple[Category, dict[str, Any]], slot: int, value: str
@@ -123,15 +124,11 @@ def test_price_and_size_are_accepted_exactly_when_plain_decimals(
     message = copy.deepcopy(frame)
     side = "b" if message["data"]["b"] else "a"
     message["data"][side][0][slot] = value
-    try:
-        record = BookDecoder(category).frame(message, RECEIVED_NS)
-    except FrameRejected as exc:
-        assert_rejected_properly(exc)
-        assert not DECIMAL.fullmatch(value), f"{value!r} is a plain decimal"
-    else:
-        assert DECIMAL.fullmatch(value), f"{value!r} accepted as a decimal"
-        levels = record.bids if side == "b" else record.asks
-        assert levels[0][slot] == value
+    assert_decimal_slot(
+        value,
+        lambda: BookDecoder(category).frame(message, RECEIVED_NS),
+        lambda record: (record.bids if side == "b" else record.asks)[0][slot],
+    )
 
 
 # ---- the validator against a model ----------------------------------------------------
@@ -148,22 +145,6 @@ class Sent:
 
     update: BookUpdate
     truth: tuple[list[list[str]], list[list[str]]] | None
-
-
-def _record(kind: BookKind, u: int, ts: int, bids: Any, asks: Any) -> BookUpdate:
-    return BookUpdate(
-        category=Category.LINEAR,
-        symbol="BTCUSDT",
-        depth=50,
-        kind=kind,
-        update_id=u,
-        seq=None,
-        match_ts_ms=None,
-        exchange_ts_ms=ts,
-        received_ts_ms=ts,
-        bids=bids,
-        asks=asks,
-    )
 
 
 def _levels(side: dict[str, str], reverse: bool) -> list[list[str]]:
@@ -183,7 +164,7 @@ def stream(draw: Draw) -> list[Sent]:
 
     def full(kind_u: int) -> BookUpdate:
         b, a = truth()
-        return _record(BookKind.SNAPSHOT, kind_u, ts, b, a)
+        return make_book_update(BookKind.SNAPSHOT, kind_u, ts, b, a)
 
     # One time in five the subscription's snapshot is lost.
     sent = [Sent(full(u), truth())] if draw(st.integers(0, 4)) else []
@@ -200,6 +181,11 @@ def stream(draw: Draw) -> list[Sent]:
         if op == "resend":
             out = [Sent(full(u), truth())]
         elif op == "restart":
+            # A delta held back arrives before the restart: after it, its id could pass
+            # for one of the new numbering (a lost one), which no check can tell apart.
+            if pending is not None:
+                sent.append(pending)
+                pending = None
             u = 1
             out = [Sent(full(u), truth())]
         elif op == "cross":
@@ -207,7 +193,7 @@ def stream(draw: Draw) -> list[Sent]:
             if not asks:
                 continue
             best_ask = min(asks, key=Decimal)
-            bad = _record(BookKind.DELTA, u + 1, ts, [[best_ask, "1"]], [])
+            bad = make_book_update(BookKind.DELTA, u + 1, ts, [[best_ask, "1"]], [])
             out = [Sent(bad, None)]
         else:
             u += 1
@@ -222,7 +208,7 @@ def stream(draw: Draw) -> list[Sent]:
                     book.pop(price, None)
                 else:
                     book[price] = size
-            one = Sent(_record(BookKind.DELTA, u, ts, changes["b"], changes["a"]), truth())
+            one = Sent(make_book_update(BookKind.DELTA, u, ts, changes["b"], changes["a"]), truth())
             out = {"delta": [one], "lose": [], "repeat": [one, one], "swap": []}[op]
             if op == "swap":
                 pending = one

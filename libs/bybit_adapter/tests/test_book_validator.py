@@ -19,6 +19,7 @@ from bybit_records import (
     OutageCause,
     Topic,
 )
+from testkit import levels, make_book_update
 
 from .conftest import RECEIVED_NS, all_captured
 
@@ -29,29 +30,14 @@ BIDS = [["100.0", "1"], ["99.5", "2"], ["99.0", "3"]]
 ASKS = [["100.5", "1"], ["101.0", "2"]]
 
 
-def update(
-    kind: BookKind,
-    u: int,
-    ts: int,
-    bids: list[list[str]] | None = None,
-    asks: list[list[str]] | None = None,
-    *,
-    symbol: str = "BTCUSDT",
-    depth: int = 50,
-) -> BookUpdate:
-    return BookUpdate(
-        category=Category.LINEAR,
-        symbol=symbol,
-        depth=depth,
-        kind=kind,
-        update_id=u,
-        seq=u * 3,
-        match_ts_ms=T0 + ts - 1,
-        exchange_ts_ms=T0 + ts,
-        received_ts_ms=T0 + ts + 7,
-        bids=[] if bids is None else bids,
-        asks=[] if asks is None else asks,
-    )
+def update(kind: BookKind, u: int, ts: int, *bids_asks: Any, **kw: Any) -> BookUpdate:
+    """An update of the BTCUSDT book sent ``ts`` ms after T0, received 7 ms later."""
+    return make_book_update(kind, u, T0 + ts, *bids_asks, received_ts_ms=T0 + ts + 7, **kw)
+
+
+def book_gap(cause: OutageCause, **times_and_detail: Any) -> BookGap:
+    """A gap of the book the tests feed (linear BTCUSDT, depth 50)."""
+    return BookGap(Category.LINEAR, "BTCUSDT", 50, cause, **times_and_detail)
 
 
 def snap(u: int, ts: int, bids: Any = None, asks: Any = None, **kw: Any) -> BookUpdate:
@@ -136,10 +122,7 @@ def test_a_delta_before_any_snapshot_breaks_and_later_deltas_are_dropped() -> No
 
     healed = v.check(snap(200, 100))
     assert healed.action is STORE
-    assert healed.healed == BookGap(
-        Category.LINEAR,
-        "BTCUSDT",
-        50,
+    assert healed.healed == book_gap(
         OutageCause.DELTA_BEFORE_SNAPSHOT,
         start_ts_ms=T0,
         detected_at_ms=T0 + 7,
@@ -223,10 +206,7 @@ def test_a_restart_snapshot_is_stored_and_reported_as_a_gap() -> None:
     assert restart.action is STORE  # valid: it resets the book
     assert restart.records == [restart.update]
     assert restart.broken is None
-    assert restart.healed == BookGap(
-        Category.LINEAR,
-        "BTCUSDT",
-        50,
+    assert restart.healed == book_gap(
         OutageCause.BOOK_RESTART,
         start_ts_ms=T0 + 40,
         detected_at_ms=T0 + 97,
@@ -324,8 +304,8 @@ def test_checkpoints_by_count() -> None:
     # The last checkpoint holds the book as it was then.
     last = verdicts[6].checkpoint
     assert last is not None
-    assert last.bids == [["100.0", "1"], ["99.5", "16"], ["99.0", "3"]]
-    assert last.asks == ASKS
+    assert last.bids == levels([["100.0", "1"], ["99.5", "16"], ["99.0", "3"]])
+    assert last.asks == levels(ASKS)
     # A snapshot is a full book too: the count starts again from it.
     actions(v, delta(18, 200), snap(30, 220))
     verdicts = actions(v, *(delta(u, 220 + u) for u in range(31, 35)))

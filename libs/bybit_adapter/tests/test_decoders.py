@@ -32,7 +32,7 @@ from bybit_records import (
     Wallet,
 )
 
-from .conftest import FAST, RECEIVED_NS, RecordingSink, all_captured, captured
+from .conftest import FAST, RECEIVED_NS, REST_TRADES, RecordingSink, all_captured, captured
 
 RECEIVED_MS = RECEIVED_NS // 1_000_000
 LINEAR_INVERSE = captured("tardis-node_v5_linear_inverse_2023-04.jsonl")
@@ -301,19 +301,7 @@ def test_unknown_fields_are_tolerated() -> None:
 
 
 def test_rest_trades_decode_like_the_live_ones() -> None:
-    rows = [
-        {
-            "execId": "2100000000007764263",
-            "symbol": "BTCUSDT",
-            "price": "16618.49",
-            "size": "0.00012",
-            "side": "Buy",
-            "time": "1672052955758",
-            "isBlockTrade": False,
-            "isRPITrade": True,
-            "seq": "47386728960",
-        }
-    ]
+    rows = [dict(REST_TRADES[0], isRPITrade=True)]
     (trade,) = TradeDecoder(Category.SPOT).rest(rows, 1672052955800, RECEIVED_NS)
     assert trade == Trade(
         category=Category.SPOT,

@@ -10,31 +10,14 @@ from __future__ import annotations
 from bybit_adapter import Outage, OutageTracker, SymbolWindow
 from bybit_adapter.outages import IN_FLIGHT_MARGIN_MS
 from bybit_records import Category, OutageCause
-from testkit import make_trade
+from testkit import FakeClock, make_trade
 
 from .conftest import RECEIVED_NS
 
-WALL_START_NS = 1_700_000_000_000_000_000
 EXCHANGE_MS = 1_700_000_000_000
 
 
-class Clocks:
-    """A monotonic clock in seconds and a wall clock that moves with it."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-    def monotonic(self) -> float:
-        return self.seconds
-
-    def wall_ns(self) -> int:
-        return WALL_START_NS + round(self.seconds * 1e9)
-
-    def advance(self, seconds: float) -> None:
-        self.seconds += seconds
-
-
-def tracker(clocks: Clocks, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")) -> OutageTracker:
+def tracker(clocks: FakeClock, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")) -> OutageTracker:
     return OutageTracker(
         "public.linear",
         Category.LINEAR,
@@ -45,7 +28,7 @@ def tracker(clocks: Clocks, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")) -
     )
 
 
-def trade_frame(t: OutageTracker, clocks: Clocks, symbol: str, at_ms: int) -> Outage | None:
+def trade_frame(t: OutageTracker, clocks: FakeClock, symbol: str, at_ms: int) -> Outage | None:
     """What the stream does with one trade frame of one trade."""
     trade = make_trade(
         symbol,
@@ -57,12 +40,12 @@ def trade_frame(t: OutageTracker, clocks: Clocks, symbol: str, at_ms: int) -> Ou
     return t.data(symbol, at_ms + 2, clocks.wall_ns(), [trade])
 
 
-def ticker_frame(t: OutageTracker, clocks: Clocks, symbol: str, ts_ms: int) -> Outage | None:
+def ticker_frame(t: OutageTracker, clocks: FakeClock, symbol: str, ts_ms: int) -> Outage | None:
     return t.data(symbol, ts_ms, clocks.wall_ns())
 
 
 def test_nothing_is_open_while_data_flows() -> None:
-    clocks = Clocks()
+    clocks = FakeClock()
     t = tracker(clocks)
     for n in range(20):
         clocks.advance(0.3)
@@ -74,7 +57,7 @@ def test_nothing_is_open_while_data_flows() -> None:
 
 
 def test_a_connection_silence_is_a_pause_resolved_when_data_flows_again() -> None:
-    clocks = Clocks()
+    clocks = FakeClock()
     t = tracker(clocks)
     trade_frame(t, clocks, "BTCUSDT", EXCHANGE_MS + 100)
     trade_frame(t, clocks, "ETHUSDT", EXCHANGE_MS + 200)
@@ -112,7 +95,7 @@ def test_a_connection_silence_is_a_pause_resolved_when_data_flows_again() -> Non
 
 
 def test_a_pause_ends_only_once_every_subscription_is_live() -> None:
-    clocks = Clocks()
+    clocks = FakeClock()
     t = tracker(clocks)
     trade_frame(t, clocks, "BTCUSDT", EXCHANGE_MS)
     clocks.advance(1.0)
@@ -127,7 +110,7 @@ def test_after_a_pause_the_other_symbols_are_not_silent_at_once() -> None:
     """When a pause ends on the first frame of one symbol, the others (silent for as
     long as the whole connection) are covered by the pause: their silence clock starts
     again at the end of it, not at their last frame before it."""
-    clocks = Clocks()
+    clocks = FakeClock()
     t = tracker(clocks)
     trade_frame(t, clocks, "BTCUSDT", EXCHANGE_MS)
     trade_frame(t, clocks, "ETHUSDT", EXCHANGE_MS)
@@ -145,7 +128,7 @@ def test_after_a_pause_the_other_symbols_are_not_silent_at_once() -> None:
 
 
 def test_silence_then_stall_replaces_the_cause_and_keeps_the_windows() -> None:
-    clocks = Clocks()
+    clocks = FakeClock()
     t = tracker(clocks)
     trade_frame(t, clocks, "BTCUSDT", EXCHANGE_MS + 10)
     trade_frame(t, clocks, "ETHUSDT", EXCHANGE_MS + 20)
@@ -176,7 +159,7 @@ def test_silence_then_stall_replaces_the_cause_and_keeps_the_windows() -> None:
 
 
 def test_a_lost_socket_ends_only_with_data_from_the_new_one() -> None:
-    clocks = Clocks()
+    clocks = FakeClock()
     t = tracker(clocks)
     trade_frame(t, clocks, "BTCUSDT", EXCHANGE_MS)
     t.lost(OutageCause.DISCONNECT)
@@ -191,7 +174,7 @@ def test_a_lost_socket_ends_only_with_data_from_the_new_one() -> None:
 
 
 def test_one_silent_symbol_is_a_silence_of_its_own() -> None:
-    clocks = Clocks()
+    clocks = FakeClock()
     t = tracker(clocks)
     trade_frame(t, clocks, "BTCUSDT", EXCHANGE_MS + 1)
     trade_frame(t, clocks, "ETHUSDT", EXCHANGE_MS + 2)
@@ -216,7 +199,7 @@ def test_a_symbol_silence_merged_into_a_stream_outage_keeps_its_earlier_start() 
     """ETHUSDT never traded: its silence starts at the fallback of its time; when the
     whole connection then goes quiet, the stream outage takes ETHUSDT over with that
     earlier start (not the later fallback), and there is one outage, not two."""
-    clocks = Clocks()
+    clocks = FakeClock()
     t = tracker(clocks)
     for n in range(8):
         clocks.advance(0.125)
@@ -246,7 +229,7 @@ def test_a_symbol_silence_merged_into_a_stream_outage_keeps_its_earlier_start() 
 
 
 def test_hold_and_release_exclude_back_pressure_from_the_silence() -> None:
-    clocks = Clocks()
+    clocks = FakeClock()
     t = tracker(clocks)
     trade_frame(t, clocks, "BTCUSDT", EXCHANGE_MS)
     trade_frame(t, clocks, "ETHUSDT", EXCHANGE_MS)
@@ -268,7 +251,7 @@ def test_hold_and_release_exclude_back_pressure_from_the_silence() -> None:
 
 
 def test_stop_reports_what_is_still_open_as_unrecovered() -> None:
-    clocks = Clocks()
+    clocks = FakeClock()
     t = tracker(clocks, ("BTCUSDT", "ETHUSDT", "SOLUSDT"))
     trade_frame(t, clocks, "BTCUSDT", EXCHANGE_MS + 1)
     trade_frame(t, clocks, "ETHUSDT", EXCHANGE_MS + 2)
@@ -296,7 +279,7 @@ def test_stop_reports_what_is_still_open_as_unrecovered() -> None:
 
 
 def test_a_symbol_without_a_trade_starts_at_a_safe_fallback() -> None:
-    clocks = Clocks()
+    clocks = FakeClock()
     # no data frame at all yet: the window starts when the tracker did
     t = tracker(clocks)
     started_ms = clocks.wall_ns() // 1_000_000
@@ -322,7 +305,7 @@ def test_a_symbol_without_a_trade_starts_at_a_safe_fallback() -> None:
 
 
 def test_a_forgotten_symbol_is_never_silent() -> None:
-    clocks = Clocks()
+    clocks = FakeClock()
     t = tracker(clocks, ("BTCUSDT", "NOPEUSDT"))
     t.forget("NOPEUSDT")  # its topics were refused
     for n in range(30):
@@ -332,7 +315,7 @@ def test_a_forgotten_symbol_is_never_silent() -> None:
 
 
 def test_the_private_stream_has_no_silence_and_resolves_without_data() -> None:
-    clocks = Clocks()
+    clocks = FakeClock()
     t = OutageTracker(
         "private", None, silence_seconds=None, monotonic=clocks.monotonic, wall_ns=clocks.wall_ns
     )
@@ -357,7 +340,7 @@ def test_the_private_stream_has_no_silence_and_resolves_without_data() -> None:
 def test_data_without_a_symbol_keeps_the_connection_alive_not_the_symbols() -> None:
     """A rejected data frame shows the connection alive (the stream passes no symbol),
     but says nothing of any symbol."""
-    clocks = Clocks()
+    clocks = FakeClock()
     t = tracker(clocks)
     clocks.advance(0.75)
     assert t.data(None, None, RECEIVED_NS) is None

@@ -187,6 +187,26 @@ def test_a_refused_topic_is_reported_once_and_never_asked_for_again() -> None:
     assert len(refused) == 1
 
 
+def test_a_book_is_asked_for_again_only_on_topics_of_its_own() -> None:
+    topics = ["orderbook.50.BTCUSDT", "orderbook.50.NOPEUSDT"]
+    subs, _ = subscriptions(topics)
+    (request,) = subs.connection_opened()
+    subs.reply(
+        {
+            "op": "subscribe",
+            "req_id": request["req_id"],
+            "success": False,
+            "ret_msg": "error:handler not found,topic:orderbook.50.NOPEUSDT",
+        }
+    )
+    unsubscribe, subscribe = subs.resubscribe("orderbook.50.BTCUSDT")
+    assert (unsubscribe["op"], unsubscribe["args"]) == ("unsubscribe", ["orderbook.50.BTCUSDT"])
+    assert (subscribe["op"], subscribe["args"]) == ("subscribe", ["orderbook.50.BTCUSDT"])
+    # a stray frame's topic, or a refused one, is never added by a resubscribe
+    assert subs.resubscribe("orderbook.200.BTCUSDT") == []
+    assert subs.resubscribe("orderbook.50.NOPEUSDT") == []
+
+
 def test_a_refusal_naming_no_topic_refuses_the_whole_request() -> None:
     subs, refused = subscriptions(["publicTrade.A", "publicTrade.B"])
     (request,) = subs.connection_opened()

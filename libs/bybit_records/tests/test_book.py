@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from bybit_records import Book, BookKind, BookUpdate, Category
+from testkit import make_book_update
 
 
 def update(
@@ -18,23 +19,9 @@ def update(
     *,
     u: int = 10,
     ts: int = 1_700_000_000_000,
-    symbol: str = "BTCUSDT",
-    depth: int = 50,
-    category: Category = Category.LINEAR,
+    **kw: Any,
 ) -> BookUpdate:
-    return BookUpdate(
-        category=category,
-        symbol=symbol,
-        depth=depth,
-        kind=kind,
-        update_id=u,
-        seq=u * 7,
-        match_ts_ms=ts - 1,
-        exchange_ts_ms=ts,
-        received_ts_ms=ts + 5,
-        bids=bids,
-        asks=asks,
-    )
+    return make_book_update(kind, u, ts, bids, asks, **kw)
 
 
 def snapshot(bids: list[list[str]], asks: list[list[str]], **kw: Any) -> BookUpdate:
@@ -163,14 +150,14 @@ def test_a_checkpoint_is_the_whole_book_at_an_update() -> None:
     assert (point.category, point.symbol, point.depth) == (Category.LINEAR, "BTCUSDT", 50)
     assert (point.update_id, point.seq, point.match_ts_ms) == (11, 77, 1999)
     assert (point.exchange_ts_ms, point.received_ts_ms) == (2000, 2005)
-    assert point.bids == [["10", "1"], ["9.5", "4"], ["9", "2"]]
-    assert point.asks == [["12", "2"]]
+    assert point.bids == (("10", "1"), ("9.5", "4"), ("9", "2"))
+    assert point.asks == (("12", "2"),)
     # The checkpoint alone rebuilds the same book.
     again = book_of(point)
     assert (again.bids(), again.asks()) == (book.bids(), book.asks())
-    # Its lists are its own: changing the book later does not change it.
+    # Changing the book later does not change it.
     book.apply(delta([["10", "0"]], [], u=12))
-    assert point.bids[0] == ["10", "1"]
+    assert point.bids[0] == ("10", "1")
 
 
 def test_a_book_takes_the_updates_of_one_stream_only() -> None:
@@ -195,11 +182,17 @@ def test_levels_returned_are_copies() -> None:
     assert (book.bids(), book.asks()) == ([["10", "1"]], [["11", "1"]])
 
 
-def test_a_deep_book_under_many_deltas_matches_a_plain_model() -> None:
-    """A 200-level book after 2,000 random deltas equals a dict replayed the slow way."""
+@pytest.mark.parametrize("key_cache", [None, 16], ids=["key-cache", "key-cache-cleared-often"])
+def test_a_deep_book_under_many_deltas_matches_a_plain_model(
+    key_cache: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 200-level book after 2,000 random deltas equals a dict replayed the slow way,
+    also when the side's cache of price keys is cleared again and again."""
     import random
     from decimal import Decimal
 
+    if key_cache is not None:
+        monkeypatch.setattr("bybit_records.book._KEY_CACHE_SIZE", key_cache)
     rng = random.Random(7)
     bids = [[f"{50_000 - i * 0.5:.1f}", "1"] for i in range(200)]
     asks = [[f"{50_000.5 + i * 0.5:.1f}", "1"] for i in range(200)]
@@ -229,14 +222,13 @@ def test_a_deep_book_under_many_deltas_matches_a_plain_model() -> None:
 
 
 def test_the_record_key_and_topic() -> None:
-    assert BookUpdate.natural_key == (
-        "category",
-        "symbol",
-        "depth",
-        "exchange_ts_ms",
-        "update_id",
-        "kind",
-    )
+    # The key (pinned with its table in grid_db's test_schema) tells a checkpoint from the
+    # delta it follows, whose update id and times it carries, by kind alone.
+    follows = delta([["10", "2"]], [], u=11)
+    point = book_of(snapshot([["10", "1"]], [["11", "1"]]), follows).checkpoint(follows)
+    key = BookUpdate.natural_key or ()
+    assert [f for f in key if getattr(point, f) != getattr(follows, f)] == ["kind"]
+    assert {"category", "symbol", "depth", "update_id"} < set(key)
     assert snapshot([], [], depth=200, symbol="ETHUSDT").topic == "orderbook.200.ETHUSDT"
     assert list(BookKind) == ["snapshot", "delta", "checkpoint"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -37,28 +38,24 @@ async def start(sim: Any, request: pytest.FixtureRequest) -> AsyncIterator[Start
     It records into the ``db`` fixture's database (so the test runs on each backend), or
     into ``database=`` when the test brings its own.
     """
-    running: list[RecordingPipeline] = []
+    async with contextlib.AsyncExitStack() as running:
 
-    async def factory(
-        database: DatabaseFactory | None = None, **overrides: Any
-    ) -> RecordingPipeline:
-        db = database if database is not None else request.getfixturevalue("db")
-        config = PipelineConfig(
-            category=Category.LINEAR,
-            symbols=SYMBOLS,
-            public_ws_url=sim.public_ws_url,
-            rest_url=sim.rest_url,
-            run_id=new_run(db, with_account="account" in overrides),
-            public=FAST_STREAM,
-            rest=FAST_REST,
-            writer=FAST_WRITER,
-            reconcile_delay=0.1,
-        )
-        pipeline = RecordingPipeline(db.engine, dataclasses.replace(config, **overrides))
-        running.append(pipeline)
-        await pipeline.start()
-        return pipeline
+        async def factory(
+            database: DatabaseFactory | None = None, **overrides: Any
+        ) -> RecordingPipeline:
+            db = database if database is not None else request.getfixturevalue("db")
+            config = PipelineConfig(
+                category=Category.LINEAR,
+                symbols=SYMBOLS,
+                public_ws_url=sim.public_ws_url,
+                rest_url=sim.rest_url,
+                run_id=new_run(db, with_account="account" in overrides),
+                public=FAST_STREAM,
+                rest=FAST_REST,
+                writer=FAST_WRITER,
+                reconcile_delay=0.1,
+            )
+            pipeline = RecordingPipeline(db.engine, dataclasses.replace(config, **overrides))
+            return await running.enter_async_context(pipeline)
 
-    yield factory
-    for pipeline in running:
-        await pipeline.stop()
+        yield factory

@@ -9,7 +9,6 @@ book is stored inside the gap, and the book is right again after it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -21,10 +20,11 @@ from grid_db import DatabaseFactory, tables
 from grid_db.books import book_at
 from testkit import wait_until
 
+from .conftest import Start
+
 BOOKS = tables.orderbook_updates.table
 GAPS = tables.gaps.table
 SYMBOL = "BTCUSDT"
-Start = Callable[..., Awaitable[RecordingPipeline]]
 
 
 async def recording(start: Start, *depths: int) -> RecordingPipeline:

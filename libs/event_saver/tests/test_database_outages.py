@@ -26,9 +26,10 @@ from event_saver import RecordingPipeline
 from grid_db import DatabaseFactory, DatabaseSettings
 from testkit import FAST_WRITER, settled_violations, wait_until
 
+from .conftest import SYMBOLS
+
 pytestmark = pytest.mark.postgresql
 
-SYMBOLS = ("BTCUSDT", "ETHUSDT")
 IO_TIMEOUT_S = 4
 CONNECT_TIMEOUT_S = 2
 CUT_S = 3 * IO_TIMEOUT_S

@@ -8,23 +8,18 @@ it may be missing; and every outage is a gap row with the right window and cause
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
+from bybit_adapter import PublicStream
 from bybit_records import OutageCause
 from event_saver import AccountAccess, RecordingPipeline
 from grid_db import DatabaseFactory, tables
-from testkit import (
-    FAST_PRIVATE,
-    invariant_violations,
-    wait_until,
-)
+from testkit import FAST_PRIVATE, invariant_violations, wait_until
 
-SYMBOLS = ("BTCUSDT", "ETHUSDT")
-ACCOUNT = "00000000-0000-0000-0000-0000000000a1"
-Start = Callable[..., Awaitable[RecordingPipeline]]
+from .conftest import ACCOUNT, SYMBOLS, Start
 
 
 def trades_received(p: RecordingPipeline) -> int:
@@ -62,6 +57,12 @@ async def stop_and_check(sim: Any, db: DatabaseFactory, p: RecordingPipeline) ->
             db.engine, sim.ground_truth.trades("linear", symbol), symbol, until
         )
         assert not problems, problems[:5]
+
+
+def public(p: RecordingPipeline) -> PublicStream:
+    """The pipeline's public stream (every pipeline here has one)."""
+    assert p.public is not None
+    return p.public
 
 
 async def streaming(start: Start, trades: int = 20) -> RecordingPipeline:
@@ -139,19 +140,24 @@ async def test_a_rest_failure_records_an_unfillable_gap(
 # ---- outages found from the data ---------------------------------------------------------
 
 
-async def test_a_pause_that_heals_itself_is_a_gap_and_is_refilled(
-    sim: Any, db: DatabaseFactory, start: Start
+@pytest.mark.parametrize(
+    ("seconds", "cause", "reconnects"),
+    [(1.5, "pause", 0), (6.0, "stall", 1)],
+    ids=["heals-itself", "longer-than-the-stall-timeout"],
+)
+async def test_a_pause_is_a_gap_and_is_refilled(
+    seconds: float, cause: str, reconnects: int, sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
-    # Bybit stops pushing but answers pings, then resumes on the same socket: only the
-    # data can tell. The resumed frames' stamps show the stretch the server sent nothing.
+    """Bybit stops pushing but answers pings, then resumes on the same socket: only the data
+    can tell, from the stretch the resumed frames' stamps show the server sent nothing. A
+    pause longer than the stall timeout replaces the connection."""
     p = await streaming(start)
-    assert p.public is not None
-    sim.faults.pause(1.5, pongs=True)
+    sim.faults.pause(seconds, pongs=True)
     await outages_recorded(p)
-    assert p.public.reconnects == 0
+    assert public(p).reconnects == reconnects
     gaps = gap_rows(db)
     assert {(g.symbol, g.cause, g.fill_status) for g in gaps} == {
-        (s, "pause", "filled") for s in SYMBOLS
+        (s, cause, "filled") for s in SYMBOLS
     }
     await stop_and_check(sim, db, p)
     for gap in gaps:
@@ -162,29 +168,16 @@ async def test_a_pause_that_heals_itself_is_a_gap_and_is_refilled(
         assert refilled <= printed_between(sim, gap.symbol, gap.start_ts_ms - 1, gap.end_ts_ms + 1)
 
 
-async def test_a_pause_longer_than_the_stall_timeout_replaces_the_connection(
-    sim: Any, db: DatabaseFactory, start: Start
-) -> None:
-    p = await streaming(start)
-    assert p.public is not None
-    sim.faults.pause(6.0, pongs=True)
-    await outages_recorded(p)
-    assert p.public.reconnects == 1
-    assert {(g.cause, g.fill_status) for g in gap_rows(db)} == {("stall", "filled")}
-    await stop_and_check(sim, db, p)
-
-
 async def test_one_silent_symbol_is_a_gap_of_that_symbol_only(
     sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
     p = await streaming(start)
-    assert p.public is not None
     sim.faults.mute("ETHUSDT", 3.0)
     await outages_recorded(p)
     (gap,) = gap_rows(db)
     assert (gap.symbol, gap.cause, gap.fill_status) == ("ETHUSDT", "silence", "filled")
     assert printed_between(sim, "ETHUSDT", gap.start_ts_ms, gap.end_ts_ms)
-    assert p.public.reconnects == 0
+    assert public(p).reconnects == 0
     await stop_and_check(sim, db, p)
 
 
@@ -192,7 +185,6 @@ async def test_a_black_holed_reconnect_is_bounded_and_the_hole_refilled(
     sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
     p = await streaming(start)
-    assert p.public is not None
     sim.faults.black_hole(2.5)
     sim.faults.drop_connections()
     began = time.monotonic()
@@ -209,11 +201,10 @@ async def test_an_unanswered_subscribe_ends_the_connection_and_is_a_gap(
     sim: Any, db: DatabaseFactory, start: Start
 ) -> None:
     p = await streaming(start)
-    assert p.public is not None
     sim.faults.slow_ack(3.0, count=1)
     sim.faults.drop_connections()
     await outages_recorded(p)
-    assert p.public.stats.losses.get(OutageCause.ACK_TIMEOUT.value) == 1
+    assert public(p).stats.losses.get(OutageCause.ACK_TIMEOUT.value) == 1
     assert {g.fill_status for g in gap_rows(db)} == {"filled"}
     await stop_and_check(sim, db, p)
 
@@ -223,8 +214,7 @@ async def test_an_outage_still_open_at_stop_is_recorded(
 ) -> None:
     p = await streaming(start)
     disconnect(sim, 30)
-    assert p.public is not None
-    await wait_until(lambda: p.public is not None and p.public.tracker.is_open)
+    await wait_until(lambda: public(p).tracker.is_open)
     await stop_and_check(sim, db, p)
     assert {g.symbol for g in gap_rows(db)} == set(SYMBOLS)
 
@@ -237,8 +227,7 @@ async def test_malformed_frames_are_kept_in_rejected_frames(
 ) -> None:
     p = await streaming(start, trades=5)
     sim.faults.malformed_frames(4)
-    assert p.public is not None
-    await wait_until(lambda: p.public is not None and p.public.stats.rejected_frames >= 4)
+    await wait_until(lambda: public(p).stats.rejected_frames >= 4)
     received = trades_received(p)
     await wait_until(lambda: trades_received(p) > received + 5)
     await p.stop()

@@ -14,7 +14,7 @@ from event_saver import WriterSettings
 from grid_db import DatabaseFactory
 from testkit import FAST_STREAM, settled_violations, wait_until
 
-SYMBOLS = ("BTCUSDT", "ETHUSDT")
+from .conftest import SYMBOLS
 
 
 def check_invariant(sim: Any, db: DatabaseFactory) -> None:

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +26,7 @@ from event_saver import PipelineConfig, RecordingPipeline, TickerSampler
 from grid_db import DatabaseFactory, tables
 from testkit import wait_until
 
-SYMBOLS = ("BTCUSDT", "ETHUSDT")
-Start = Callable[..., Awaitable[RecordingPipeline]]
+from .conftest import SYMBOLS, Start
 
 
 @dataclass(frozen=True, slots=True)

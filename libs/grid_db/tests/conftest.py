@@ -44,7 +44,7 @@ from grid_db import (
     table_of,
     write_records,
 )
-from testkit import prepared_database
+from testkit import make_book_update, prepared_database
 
 USER_ID = "00000000-0000-4000-8000-000000000001"
 ACCOUNT_ID = "00000000-0000-4000-8000-000000000002"
@@ -359,18 +359,12 @@ class RecordBuilder:
 
     @staticmethod
     def book(exchange_ts_ms: int, kind: BookKind, update_id: int) -> BookUpdate:
-        return BookUpdate(
-            category=Category.LINEAR,
-            symbol="BTCUSDT",
-            depth=50,
-            kind=kind,
-            update_id=update_id,
-            seq=update_id * 7,
-            match_ts_ms=exchange_ts_ms - 2,
-            exchange_ts_ms=exchange_ts_ms,
-            received_ts_ms=exchange_ts_ms + 4,
-            bids=[["28560.40", "1.5"], ["28560.30", "0"]],
-            asks=[["28560.60", "0.2"]],
+        return make_book_update(
+            kind,
+            update_id,
+            exchange_ts_ms,
+            bids=(("28560.40", "1.5"), ("28560.30", "0")),
+            asks=(("28560.60", "0.2"),),
         )
 
     def one_of_each(self) -> list[list[Record]]:

@@ -13,7 +13,7 @@ from grid_db.record_table import RecordTable, RowContext
 TS = 1_700_000_000_000
 #: a delta of a depth-50 book: (category, symbol, depth, kind, u, seq, cts, ts, received, bids, asks)
 RECORD = BookUpdate(
-    Category.LINEAR, "BTCUSDT", 50, BookKind.DELTA, 11, 77, TS - 1, TS, TS + 5, [], []
+    Category.LINEAR, "BTCUSDT", 50, BookKind.DELTA, 11, 77, TS - 1, TS, TS + 5, (), ()
 )
 
 
@@ -33,7 +33,7 @@ def test_grid_db_builds_a_table_from_the_record() -> None:
     assert tuple(c.name for c in unique.columns) == BookUpdate.natural_key
     assert table.ignores_duplicates
 
-    record = msgspec.structs.replace(RECORD, bids=[["10.50", "0"], ["10", "2"]])
+    record = msgspec.structs.replace(RECORD, bids=(("10.50", "0"), ("10", "2")))
     (row,) = table.rows([record], RowContext())
     values = dict(zip(table.column_names, row, strict=True))
     assert values["bids"] == '[["10.50","0"],["10","2"]]'

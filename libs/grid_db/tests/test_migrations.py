@@ -317,9 +317,15 @@ def test_add_columns_adds_nullable_columns_to_an_existing_table(
     ]
 
 
-def _probe_migrations(
-    v2: RecordTable[ProbeV2], calls: list[int], *, fail: bool = False
-) -> tuple[Migration, ...]:
+def _pending_probe_migrations(
+    monkeypatch: pytest.MonkeyPatch, *, fail: bool = False
+) -> tuple[RecordTable[ProbeV1], tuple[Migration, ...], list[int]]:
+    """``MIGRATIONS`` made every migration plus three of the probe's: two add its columns, the
+    last appends its version to the list returned (and raises, with ``fail``). Returns the
+    probe's first table, the migrations, and that list."""
+    v1, v2 = _probe_tables()
+    calls: list[int] = []
+
     def count(version: int) -> Callable[[Connection], None]:
         def apply(_connection: Connection) -> None:
             calls.append(version)
@@ -329,22 +335,21 @@ def _probe_migrations(
         return apply
 
     last = MIGRATIONS[-1].version
-    return (
+    pending = (
         *MIGRATIONS,
         Migration(last + 1, "probe.note", add_columns(v2, "note")),
         Migration(last + 2, "probe.flag", add_columns(v2, "flag")),
         Migration(last + 3, "count", count(last + 3)),
     )
+    monkeypatch.setattr(migrations_module, "MIGRATIONS", pending)
+    return v1, pending, calls
 
 
 def test_pending_migrations_are_applied_in_order_and_once(
     database: DatabaseFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    v1, v2 = _probe_tables()
+    v1, pending, calls = _pending_probe_migrations(monkeypatch)
     v1.table.create(database.engine)
-    calls: list[int] = []
-    pending = _probe_migrations(v2, calls)
-    monkeypatch.setattr(migrations_module, "MIGRATIONS", pending)
     last = MIGRATIONS[-1].version
 
     assert prepare_schema(database.engine) == [last + 1, last + 2, last + 3]
@@ -361,10 +366,7 @@ def test_pending_migrations_are_applied_in_order_and_once(
 def test_a_fresh_database_is_stamped_without_applying_migrations(
     database_url: str, factory_of: Callable[[str], DatabaseFactory], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, v2 = _probe_tables()
-    calls: list[int] = []
-    pending = _probe_migrations(v2, calls, fail=True)
-    monkeypatch.setattr(migrations_module, "MIGRATIONS", pending)
+    _, pending, calls = _pending_probe_migrations(monkeypatch, fail=True)
     factory = factory_of(database_url)
     assert prepare_schema(factory.engine) == [m.version for m in pending]
     assert calls == []  # its tables are created as the records are now
@@ -375,10 +377,8 @@ def test_a_failing_migration_leaves_the_database_as_it_was(
     database: DatabaseFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pending migrations run in one transaction: all of them, or none."""
-    v1, v2 = _probe_tables()
+    v1, _, calls = _pending_probe_migrations(monkeypatch, fail=True)
     v1.table.create(database.engine)
-    calls: list[int] = []
-    monkeypatch.setattr(migrations_module, "MIGRATIONS", _probe_migrations(v2, calls, fail=True))
     with pytest.raises(RuntimeError, match="failed"):
         prepare_schema(database.engine)
     assert calls == [MIGRATIONS[-1].version + 3]

@@ -265,7 +265,7 @@ def test_other_dialects_are_refused() -> None:
 
 
 def test_reference_upsert_compiles_for_postgresql() -> None:
-    statement = _upsert("postgresql")(User, {"id": "u", "name": "n", "created_at_ms": 1}, "name")
+    statement = _upsert("postgresql")(User, {"id": "u", "name": "n", "created_at_ms": 1})
     sql = str(statement.compile(dialect=DIALECTS["postgresql"]))
     assert "ON CONFLICT (id) DO UPDATE SET name = excluded.name" in sql
 

@@ -13,19 +13,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from bybit_sim.codec import dumps, now_ms
-from bybit_sim.config import SimulatorConfig
 from bybit_sim.connection import ConnectionRegistry
 from bybit_sim.ids import order_uuid
 from bybit_sim.instruments import InstrumentSpec, fmt, parse_symbol
 from bybit_sim.market import MarketHub
 from bybit_sim.tasks import cancel_and_wait
-from bybit_sim.truth import GroundTruth
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +63,15 @@ class _Working:
 class Account:
     """State and generator of the simulated account (all API keys share it)."""
 
-    def __init__(
-        self,
-        cfg: SimulatorConfig,
-        truth: GroundTruth,
-        hub: MarketHub,
-        registry: ConnectionRegistry,
-        rng: random.Random,
-    ) -> None:
-        self.cfg = cfg
-        self.truth = truth
+    def __init__(self, hub: MarketHub, registry: ConnectionRegistry) -> None:
         self.hub = hub
         self.registry = registry
-        self.rng = rng
+        # the simulator's config, ground truth and seed, as its markets have them
+        self.cfg = hub.cfg
+        self.truth = hub.truth
+        self.rng = hub.rng_for("account")
         self.specs: list[InstrumentSpec] = []
-        for category, symbol in cfg.private_symbols:
+        for category, symbol in self.cfg.private_symbols:
             spec = parse_symbol(category, symbol, frozenset())
             if spec is None or category == "option":
                 log.warning("private symbol %s/%s not supported; ignored", category, symbol)
@@ -95,7 +86,7 @@ class Account:
         self._prices: dict[tuple[str, str], int] = {
             (s.category, s.symbol): s.start_price for s in self.specs
         }
-        self._seq = rng.randint(100_000_000_000, 140_000_000_000)
+        self._seq = self.rng.randint(100_000_000_000, 140_000_000_000)
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------

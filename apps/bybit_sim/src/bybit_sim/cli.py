@@ -16,7 +16,7 @@ from bybit_sim.server import BybitSimulator
 log = logging.getLogger("bybit_sim.cli")
 
 
-def _symbols(text: str) -> list[tuple[str, str]]:
+def _symbols(text: str) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         category, sep, symbol = item.partition(":")
@@ -25,7 +25,7 @@ def _symbols(text: str) -> list[tuple[str, str]]:
                 f"bad symbol {item!r}; expected CATEGORY:SYMBOL, e.g. linear:BTCUSDT"
             )
         out.append((category, symbol))
-    return out
+    return tuple(out)
 
 
 def _positive(text: str) -> float:
@@ -35,51 +35,67 @@ def _positive(text: str) -> float:
     return value
 
 
+#: the options that are not ``SimulatorConfig`` fields
+_NOT_CONFIG = ("api_key", "api_secret", "log_level")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bybit-sim", description="Local Bybit V5 simulator")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    p.add_argument("--trade-rate", type=float, default=5.0, help="trades/s per symbol")
-    p.add_argument("--ticker-interval", type=float, default=0.1, help="seconds")
+    """The options of the simulator; each but ``_NOT_CONFIG`` is the ``SimulatorConfig`` field
+    of its ``dest``, and one not given is left out (SUPPRESS), so the config's default holds."""
+    p = argparse.ArgumentParser(
+        prog="bybit-sim",
+        description="Local Bybit V5 simulator",
+        argument_default=argparse.SUPPRESS,
+    )
+    p.add_argument("--host")
+    p.add_argument("--port", type=int, help="0 picks a free port")
+    p.add_argument("--trade-rate", type=float, help="trades/s per symbol")
     p.add_argument(
-        "--symbols",
-        type=_symbols,
-        default=[],
-        help="markets to start at once: linear:BTCUSDT,spot:ETHUSDT",
+        "--ticker-interval",
+        dest="ticker_interval_s",
+        metavar="TICKER_INTERVAL",
+        type=float,
+        help="seconds",
+    )
+    p.add_argument(
+        "--symbols", type=_symbols, help="markets to start at once: linear:BTCUSDT,spot:ETHUSDT"
     )
     p.add_argument(
         "--api-key",
         action="append",
-        default=None,
+        default=[],
         help="API key (repeatable, paired with --api-secret)",
     )
-    p.add_argument("--api-secret", action="append", default=None)
-    p.add_argument("--private-rate", type=float, default=0.5, help="executions/s")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--api-secret", action="append", default=[])
+    p.add_argument("--private-rate", type=float, help="executions/s")
+    p.add_argument("--seed", type=int)
     p.add_argument(
         "--clock-offset-ms",
         type=int,
-        default=0,
         help="server clock ahead of the real one, for auth checks (simulates client clock skew)",
     )
-    p.add_argument("--replay", default=None, help="JSONL file of captured frames to replay")
+    p.add_argument(
+        "--replay",
+        dest="replay_file",
+        metavar="REPLAY",
+        help="JSONL file of captured frames to replay",
+    )
     p.add_argument(
         "--book-interval-scale",
         type=_positive,
-        default=1.0,
         help="multiply Bybit's order-book push intervals (1 = realistic, 10 ms for depth 1; "
         "e.g. 5 to spare CPU)",
     )
     p.add_argument(
         "--book-update-rate",
         type=float,
-        default=100.0,
         help="order-book add/cancel/resize events per second per book",
     )
     p.add_argument(
         "--rest-timeout-hold",
+        dest="rest_timeout_hold_s",
+        metavar="REST_TIMEOUT_HOLD",
         type=float,
-        default=30.0,
         help="seconds a 'timeout' REST fault holds a request",
     )
     p.add_argument("--log-level", default="INFO")
@@ -87,26 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
-    keys = args.api_key or []
-    secrets = args.api_secret or []
-    if len(keys) != len(secrets):
+    if len(args.api_key) != len(args.api_secret):
         raise SystemExit("bybit-sim: --api-key and --api-secret must be given in pairs")
-    cfg = SimulatorConfig(
-        host=args.host,
-        port=args.port,
-        trade_rate=args.trade_rate,
-        ticker_interval_s=args.ticker_interval,
-        symbols=tuple(args.symbols),
-        private_rate=args.private_rate,
-        seed=args.seed,
-        clock_offset_ms=args.clock_offset_ms,
-        replay_file=args.replay,
-        book_interval_scale=args.book_interval_scale,
-        book_update_rate=args.book_update_rate,
-        rest_timeout_hold_s=args.rest_timeout_hold,
-    )
-    if keys:
-        cfg.api_keys = dict(zip(keys, secrets, strict=True))
+    given = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG}
+    cfg = SimulatorConfig(**given)
+    if args.api_key:
+        cfg.api_keys = dict(zip(args.api_key, args.api_secret, strict=True))
     return cfg
 
 

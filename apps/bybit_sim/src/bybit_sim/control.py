@@ -24,6 +24,12 @@
   pushing ``trades`` pre-generated trades in frames of ``batch`` as fast as the subscribers
   drain them (202; 409 while one runs). ``GET /sim/firehose``: its progress
   (``state``: generating, pushing, done or failed; ``trades_sent``, ``push_seconds``, ...).
+* ``POST /sim/book-firehose`` ``{"category","symbol","updates"[,"depth","events",
+  "wait_subscriber_s"]}``: once ``orderbook.{depth}.{symbol}`` (depth 200 by default) has a
+  subscriber, generate ``updates`` updates of that stream (a snapshot, then deltas; ``events``:
+  mean engine events per update) and push them, one per frame, as fast as the subscribers
+  drain them (202; 409 while one runs). ``GET /sim/book-firehose``: its progress (``state``:
+  waiting, generating, pushing, done or failed; ``first_u``, ``last_u``, ``levels``, ...).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from aiohttp import web
 from bybit_sim.codec import dumps, loads, now_ms
 
 if TYPE_CHECKING:
+    from bybit_sim.firehose import BookFirehose, Firehose
     from bybit_sim.server import BybitSimulator
 
 
@@ -76,6 +83,8 @@ class ControlApi:
             web.post("/sim/markets", self.start_market),
             web.post("/sim/firehose", self.start_firehose),
             web.get("/sim/firehose", self.firehose_status),
+            web.post("/sim/book-firehose", self.start_book_firehose),
+            web.get("/sim/book-firehose", self.book_firehose_status),
         ]
 
     async def health(self, request: web.Request) -> web.Response:
@@ -204,22 +213,52 @@ class ControlApi:
             return _json({"ok": False, "error": "unknown market"}, 404)
         return _json({"ok": True})
 
+    async def _start_job(
+        self,
+        request: web.Request,
+        job: Firehose | BookFirehose,
+        start: Callable[[dict[str, Any]], object],
+    ) -> web.Response:
+        """Start ``job`` with the request's body: 202, 409 while it runs, 400 if refused."""
+        if job.status.running:
+            return _json({"ok": False, "error": "a firehose of that kind is already running"}, 409)
+        try:
+            start(await self._body(request))
+        except (KeyError, ValueError, TypeError, msgspec.DecodeError) as exc:
+            return _json({"ok": False, "error": f"bad parameters: {exc}"}, 400)
+        return _json({"ok": True, "status": job.status.to_dict()}, 202)
+
     async def start_firehose(self, request: web.Request) -> web.Response:
         firehose = self.sim.firehose
-        if firehose.status.running:
-            return _json({"ok": False, "error": "a firehose is already running"}, 409)
-        try:
-            body = await self._body(request)
-            firehose.start(
+        return await self._start_job(
+            request,
+            firehose,
+            lambda body: firehose.start(
                 str(body["category"]),
                 str(body["symbol"]),
                 int(body["trades"]),
                 int(body.get("batch", 1024)),
                 float(body.get("wait_subscriber_s", 10.0)),
-            )
-        except (KeyError, ValueError, TypeError, msgspec.DecodeError) as exc:
-            return _json({"ok": False, "error": f"bad parameters: {exc}"}, 400)
-        return _json({"ok": True, "status": firehose.status.to_dict()}, 202)
+            ),
+        )
 
     async def firehose_status(self, request: web.Request) -> web.Response:
         return _json(self.sim.firehose.status.to_dict())
+
+    async def start_book_firehose(self, request: web.Request) -> web.Response:
+        books = self.sim.firehose.books
+        return await self._start_job(
+            request,
+            books,
+            lambda body: books.start(
+                str(body["category"]),
+                str(body["symbol"]),
+                _int(body["updates"], "updates"),
+                _int(body.get("depth", 200), "depth"),
+                None if body.get("events") is None else float(body["events"]),
+                float(body.get("wait_subscriber_s", 10.0)),
+            ),
+        )
+
+    async def book_firehose_status(self, request: web.Request) -> web.Response:
+        return _json(self.sim.firehose.books.status.to_dict())

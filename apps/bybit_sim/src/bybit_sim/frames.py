@@ -59,14 +59,38 @@ def trade_item(category: str, t: TruthTrade) -> dict[str, Any]:
     }
 
 
+#: The envelope keys in Bybit's order, per stream and per category kind: spot, option, and
+#: the contracts (linear, inverse). Option frames carry an ``id`` and no ``cs``/``cts``.
+_ENVELOPE_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
+    "trade": {
+        "spot": ("topic", "ts", "type", "data"),
+        "option": ("id", "topic", "ts", "data", "type"),
+        "contract": ("topic", "type", "ts", "data"),
+    },
+    "ticker": {
+        "spot": ("topic", "ts", "type", "cs", "data"),
+        "option": ("id", "topic", "ts", "data", "type"),
+        "contract": ("topic", "type", "data", "cs", "ts"),
+    },
+    "orderbook": {
+        "spot": ("topic", "ts", "type", "data", "cts"),
+        "option": ("id", "topic", "ts", "data", "type"),
+        "contract": ("topic", "type", "ts", "data", "cts"),
+    },
+}
+
+
+def _envelope(stream: str, category: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A frame of ``stream`` holding the keys of ``category``'s envelope, in their order."""
+    kind = category if category in ("spot", "option") else "contract"
+    return {key: values[key] for key in _ENVELOPE_KEYS[stream][kind]}
+
+
 def trade_frame(
     category: str, topic: str, ts: int, items: list[dict[str, Any]], frame_id: str | None = None
 ) -> dict[str, Any]:
-    if category == "spot":
-        return {"topic": topic, "ts": ts, "type": "snapshot", "data": items}
-    if category == "option":
-        return {"id": frame_id or "", "topic": topic, "ts": ts, "data": items, "type": "snapshot"}
-    return {"topic": topic, "type": "snapshot", "ts": ts, "data": items}
+    values = {"id": frame_id or "", "topic": topic, "type": "snapshot", "ts": ts, "data": items}
+    return _envelope("trade", category, values)
 
 
 def ticker_frame(
@@ -78,11 +102,8 @@ def ticker_frame(
     ts: int,
     frame_id: str | None = None,
 ) -> dict[str, Any]:
-    if category == "spot":
-        return {"topic": topic, "ts": ts, "type": kind, "cs": cs, "data": data}
-    if category == "option":
-        return {"id": frame_id or "", "topic": topic, "ts": ts, "data": data, "type": kind}
-    return {"topic": topic, "type": kind, "data": data, "cs": cs, "ts": ts}
+    values = {"id": frame_id or "", "topic": topic, "type": kind, "ts": ts, "cs": cs, "data": data}
+    return _envelope("ticker", category, values)
 
 
 def orderbook_frame(
@@ -94,8 +115,12 @@ def orderbook_frame(
     cts: int,
     frame_id: str | None = None,
 ) -> dict[str, Any]:
-    if category == "spot":
-        return {"topic": topic, "ts": ts, "type": kind, "data": data, "cts": cts}
-    if category == "option":
-        return {"id": frame_id or "", "topic": topic, "ts": ts, "data": data, "type": kind}
-    return {"topic": topic, "type": kind, "ts": ts, "data": data, "cts": cts}
+    values = {
+        "id": frame_id or "",
+        "topic": topic,
+        "type": kind,
+        "ts": ts,
+        "data": data,
+        "cts": cts,
+    }
+    return _envelope("orderbook", category, values)

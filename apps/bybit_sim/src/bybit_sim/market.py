@@ -280,7 +280,6 @@ class MarketBase:
             return None
         hub = self.hub
         found = FullBook(
-            self.category,
             spec,
             hub.rng_for(self.category, symbol, "book"),
             lambda: self._top_of_book(symbol),
@@ -300,11 +299,9 @@ class MarketBase:
             return None
         cfg, spec = self.hub.cfg, full.spec
         stream = BookStream(
-            self.category,
-            spec,
+            full,
             depth,
             BOOK_PUSH_MS[self.category][depth] / 1000 * cfg.book_interval_scale,
-            full,
             self.hub.rng_for(self.category, symbol, str(depth), "stream"),
             self.hub.truth.book_history(
                 self.category, symbol, depth, spec.price_scale, spec.qty_scale

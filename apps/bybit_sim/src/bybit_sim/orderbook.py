@@ -58,19 +58,18 @@ class FullBook:
 
     def __init__(
         self,
-        category: str,
         spec: InstrumentSpec,
         rng: random.Random,
         top: TopOfBook,
         next_seq: SeqSource,
         update_rate: float,
     ) -> None:
-        self.category = category
         self.spec = spec
+        self.category = spec.category
         self._rng = rng
         self._top = top
         self._next_seq = next_seq
-        option = category == "option"
+        option = spec.category == "option"
         self.levels = _LEVELS_OPTION if option else _LEVELS
         self.rate = update_rate / 5 if option else update_rate
         self._max_gap = 4 if option else 3
@@ -254,25 +253,24 @@ class BookStream:
 
     def __init__(
         self,
-        category: str,
-        spec: InstrumentSpec,
+        full: FullBook,
         depth: int,
         interval_s: float,
-        full: FullBook,
         rng: random.Random,
         history: BookHistory,
         resend_ms: int,
     ) -> None:
-        self.category = category
-        self.spec = spec
+        self.full = full
+        # the full book's instrument: one engine feeds every depth of it
+        self.spec = full.spec
+        self.category = full.category
         self.depth = depth
         self.interval_s = interval_s
-        self.topic = f"orderbook.{depth}.{spec.symbol}"
-        self.full = full
+        self.topic = f"orderbook.{depth}.{full.spec.symbol}"
         self._rng = rng
         self.history = history
         self.resend_ms = resend_ms
-        self._size_text = book_size_format(category)
+        self._size_text = book_size_format(full.category)
         self.u = 0
         self.seq = 0
         self.cts = 0
@@ -434,3 +432,27 @@ class BookStream:
             return None
         self.last_sent_ms = ts
         return self.snapshot_frame(ts)
+
+
+# -- the book firehose (firehose.py) ----------------------------------------------------------
+def churn(full: FullBook, events: int, ts: int) -> bool:
+    """Apply ``events`` of the engine's own random events at once (what ``step`` draws over
+    an interval of time), for a producer that sets its own pace; True when the book
+    changed. The change gets a new ``seq`` and a ``cts`` a few ms before ``ts``."""
+    full._align()
+    for _ in range(events):
+        full._event()
+    full._refill()
+    if not full._changed:
+        return False
+    full._touch(max(ts - full._rng.randint(0, 8), full.cts), full._next_seq())
+    return True
+
+
+def snapshot_update(stream: BookStream, ts: int) -> dict[str, Any]:
+    """The stream's next update (``u`` + 1) as a whole-book ``snapshot`` frame, as Bybit
+    re-sends one: a client needs nothing before it. Recorded in ground truth."""
+    stream.u += 1
+    stream._dirty = False
+    stream._set_state(*stream._view(), kind="snapshot", ts=ts, changes=None)
+    return stream.snapshot_frame(ts)

@@ -50,8 +50,7 @@ class BybitSimulator:
         replay = load_replay(cfg.replay_file) if cfg.replay_file else None
         self.hub = MarketHub(cfg, self.ground_truth, replay)
         self.faults.attach_books(self.hub.book_streams)
-        account_rng = self.hub.rng_for("account")
-        self.account = Account(cfg, self.ground_truth, self.hub, self.registry, account_rng)
+        self.account = Account(self.hub, self.registry)
         self._stopping = asyncio.Event()
         sockets = SocketServer(cfg, self.registry, self.stats, self.faults, self._rng)
         self._public = PublicWs(cfg, sockets, self.stats, hub=self.hub)

@@ -26,7 +26,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -81,6 +81,7 @@ def free_bytes(folder: Path) -> int:
     return stats.f_bavail * stats.f_frsize
 
 
+@dataclass(eq=False)
 class DiskGuard:
     """Measures one SQLite database's size and free space; says when to warn and to stop.
 
@@ -88,23 +89,16 @@ class DiskGuard:
     be tested without a disk; ``check`` measures and observes.
     """
 
-    def __init__(
-        self,
-        path: Path,
-        config: DiskGuardConfig,
-        clock: Callable[[], float] = time.monotonic,
-        *,
-        window_s: float = GROWTH_WINDOW_S,
-        warn_every_s: float = WARN_EVERY_S,
-    ) -> None:
-        self.path = path
-        self.config = config
-        self.clock = clock
-        self.window_s = window_s
-        self.warn_every_s = warn_every_s
-        self.last: DiskUsage | None = None
-        self._samples: deque[tuple[float, int]] = deque()
-        self._warned_at: float | None = None
+    path: Path
+    config: DiskGuardConfig
+    clock: Callable[[], float] = time.monotonic
+    _: KW_ONLY
+    window_s: float = GROWTH_WINDOW_S
+    warn_every_s: float = WARN_EVERY_S
+    #: the latest measurement
+    last: DiskUsage | None = field(default=None, init=False)
+    _samples: deque[tuple[float, int]] = field(default_factory=deque, init=False, repr=False)
+    _warned_at: float | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def for_database(cls, sqlite_path: Path | None, config: DiskGuardConfig) -> DiskGuard | None:

@@ -37,6 +37,7 @@ import yaml
 from sqlalchemy.exc import DBAPIError
 
 from bybit_adapter import RestSettings, WebSocketSettings, public_topics
+from bybit_adapter.lifecycle import StartStop
 from bybit_records import FillStatus
 from event_saver import AccountAccess, PipelineConfig, RecordingPipeline, WriterSettings
 from grid_db import (
@@ -199,7 +200,7 @@ def verdict(
     return Verdict(final, tuple(errors), tuple(notes))
 
 
-class Recorder:
+class Recorder(StartStop):
     """Records the configured streams of one category into one database.
 
     ``start()`` prepares the database and the run and starts the pipeline; ``stop()``

@@ -32,7 +32,7 @@ import msgspec
 
 from bybit_adapter.errors import FrameRejected
 from bybit_adapter.wire import ws_struct
-from bybit_records import DECIMAL_PATTERN, INT64, BookKind, BookUpdate, Category
+from bybit_records import DECIMAL_PATTERN, INT64, BookKind, BookLevels, BookUpdate, Category
 
 #: The topic family of order books.
 BOOK_PREFIX = "orderbook."
@@ -136,7 +136,7 @@ class BookDecoder:
 _decimal = re.compile(_DECIMAL).fullmatch
 
 
-def _bad_level(bids: list[list[str]], asks: list[list[str]]) -> str:
+def _bad_level(bids: BookLevels, asks: BookLevels) -> str:
     """Which level of a frame holds a price or size that is not a plain decimal."""
     for side, levels in (("b", bids), ("a", asks)):
         for n, (price, size) in enumerate(levels):

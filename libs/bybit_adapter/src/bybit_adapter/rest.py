@@ -22,6 +22,7 @@ from bybit_adapter.errors import (
     BybitTransportError,
     FrameRejected,
 )
+from bybit_adapter.lifecycle import StartStop
 from bybit_adapter.settings import RestSettings
 from bybit_adapter.signing import rest_signature
 from bybit_records import Category, Execution, Order, Position, Record, Trade, Wallet
@@ -49,7 +50,7 @@ def time_windows(start_ms: int, end_ms: int, span_ms: int = SEVEN_DAYS_MS) -> li
     return windows
 
 
-class BybitRestClient:
+class BybitRestClient(StartStop):
     """Public and signed GETs with Bybit's retry rules.
 
     Retries transport errors, HTTP 429/5xx, retCode 10002 (with a wider recv
@@ -97,13 +98,6 @@ class BybitRestClient:
         if self._owns_session and self._session is not None:
             await self._session.close()
         self._session = None
-
-    async def __aenter__(self) -> BybitRestClient:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # ---- endpoints ------------------------------------------------------------
 

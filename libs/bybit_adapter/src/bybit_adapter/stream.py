@@ -17,6 +17,7 @@ import aiohttp
 import msgspec
 
 from bybit_adapter.keepalive import ConnectionLost, Keepalive
+from bybit_adapter.lifecycle import StartStop
 from bybit_adapter.log_throttle import ThrottledLog
 from bybit_adapter.outages import Outage, OutageTracker
 from bybit_adapter.settings import WebSocketSettings
@@ -27,7 +28,7 @@ from bybit_records import MAX_REJECTED_PAYLOAD, MAX_REJECTED_REASON, RejectedFra
 _decode = msgspec.json.Decoder().decode
 
 
-class Stream:
+class Stream(StartStop):
     """Base of ``PublicStream`` and ``PrivateStream``: an async context manager."""
 
     name: str
@@ -82,13 +83,6 @@ class Stream:
             self.state = ConnectionState.STOPPED
             for outage in self.tracker.stop():
                 self._report(outage, "stopping with an unrecovered")
-
-    async def __aenter__(self) -> Stream:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def wait_connected(self) -> None:
         """Until a connection is up and its first requests are sent."""

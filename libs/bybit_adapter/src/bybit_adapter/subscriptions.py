@@ -148,7 +148,10 @@ class Subscriptions:
 
     def resubscribe(self, topic: str) -> list[dict[str, Any]]:
         """The requests that ask for ``topic`` again on this connection: an unsubscribe,
-        then a subscribe (Bybit answers it with a fresh snapshot)."""
+        then a subscribe (Bybit answers it with a fresh snapshot). None for a topic this
+        stream never asked for or was refused: a stray frame must not add a subscription."""
+        if topic not in self.topics:
+            return []
         unsubscribe = {"req_id": next_req_id("unsub"), "op": "unsubscribe", "args": [topic]}
         return [unsubscribe, self._request([topic])]
 

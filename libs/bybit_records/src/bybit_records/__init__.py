@@ -7,7 +7,7 @@ decodes frames into these records, ``grid_db`` builds its tables from them, and
 """
 
 from bybit_records.account import Execution, Order, Position, PrivateRecord, Wallet
-from bybit_records.book import Book, BookLevel, BookUpdate
+from bybit_records.book import Book, BookLevel, BookLevels, BookUpdate
 from bybit_records.enums import (
     BookKind,
     Category,
@@ -41,6 +41,7 @@ __all__ = [
     "Book",
     "BookKind",
     "BookLevel",
+    "BookLevels",
     "BookUpdate",
     "Category",
     "DataSource",

@@ -12,6 +12,7 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Annotated, ClassVar
 
@@ -20,10 +21,15 @@ import msgspec
 from bybit_records.enums import BookKind, Category
 from bybit_records.record import NONEMPTY, Record, Wire
 
-#: One level: ``[price, size]``, both decimal strings exactly as Bybit sent them. (The
-#: decoder checks them against ``DECIMAL_PATTERN`` for a whole frame at once: a pattern
-#: here would make msgspec match each string alone, ten times slower.)
-BookLevel = Annotated[list[str], msgspec.Meta(min_length=2, max_length=2)]
+#: One level: ``[price, size]`` on the wire, both decimal strings exactly as Bybit sent
+#: them. (The decoder checks them against ``DECIMAL_PATTERN`` for a whole frame at once: a
+#: pattern here would make msgspec match each string alone, ten times slower.)
+BookLevel = tuple[str, str]
+#: A side's levels. Tuples, not lists: a tuple of strings leaves the garbage collector's
+#: lists at its first collection, so updates waiting in a writer's buffer cost the
+#: collector nothing (with lists, walking them took more time than decoding them), and
+#: each takes less memory.
+BookLevels = tuple[BookLevel, ...]
 
 
 class BookUpdate(Record, frozen=True, gc=False):
@@ -67,10 +73,10 @@ class BookUpdate(Record, frozen=True, gc=False):
     exchange_ts_ms: int
     #: when the frame arrived here
     received_ts_ms: int
-    #: ``[[price, size], ...]``, best first
-    bids: Annotated[list[BookLevel], Wire("b")]
-    #: ``[[price, size], ...]``, best first
-    asks: Annotated[list[BookLevel], Wire("a")]
+    #: ``((price, size), ...)``, best first
+    bids: Annotated[BookLevels, Wire("b")]
+    #: ``((price, size), ...)``, best first
+    asks: Annotated[BookLevels, Wire("a")]
 
     @property
     def topic(self) -> str:
@@ -79,66 +85,81 @@ class BookUpdate(Record, frozen=True, gc=False):
 
 
 def _is_zero(size: str) -> bool:
-    """``size`` is a decimal string of value 0 (``"0"``, ``"0.000"``)."""
-    return size == "0" or size.lstrip("-").strip("0") in ("", ".")
+    """``size`` is a decimal string of value 0 (``"0"``, ``"0.000"``): one without a digit
+    from 1 to 9 (the decoder lets only plain decimals through)."""
+    return not size.strip("0.-")
+
+
+#: How many price strings a side remembers the sort key of, before it starts afresh.
+_KEY_CACHE_SIZE = 65_536
 
 
 class _Side:
-    """One side of a book: price value → (price, size), and the prices best first.
+    """One side of a book: sort key → (price, size), and the keys in order, best first.
 
-    Prices are keyed by their decimal value (``"1.50"`` and ``"1.5"`` are one level);
-    the strings are kept as last sent. ``keys`` is sorted ascending: the prices
-    themselves for asks, their negations for bids, so that the best level is first.
-    (``copy_negate``, not ``-``: it is exact, whatever the decimal context.)
+    A level's key is its price's decimal value (``"1.50"`` and ``"1.5"`` are one level),
+    negated for bids so that ascending order is best first on both sides (``copy_negate``,
+    not ``-``: it is exact, whatever the decimal context). The strings are kept as last
+    sent. A delta names mostly prices seen before, so the key of each price string is
+    remembered (``Decimal(text)`` is most of what an update costs otherwise).
     """
 
-    __slots__ = ("bids", "keys", "levels")
+    __slots__ = ("_cache", "bids", "keys", "levels")
 
     def __init__(self, bids: bool) -> None:
         self.bids = bids
         self.levels: dict[Decimal, tuple[str, str]] = {}
         self.keys: list[Decimal] = []
+        self._cache: dict[str, Decimal] = {}
 
-    def _key(self, price: Decimal) -> Decimal:
-        return price.copy_negate() if self.bids else price
+    def _key(self, price: str) -> Decimal:
+        key = self._cache.get(price)
+        if key is None:
+            if len(self._cache) >= _KEY_CACHE_SIZE:
+                self._cache.clear()  # prices wander over weeks: bounded memory
+            key = Decimal(price)
+            if self.bids:
+                key = key.copy_negate()
+            self._cache[price] = key
+        return key
 
-    def reset(self, levels: list[list[str]]) -> None:
-        book: dict[Decimal, tuple[str, str]] = {}
+    def reset(self, levels: Iterable[Sequence[str]]) -> None:
+        key = self._key
+        self.levels = {key(price): (price, size) for price, size in levels if not _is_zero(size)}
+        self.keys = sorted(self.levels)
+
+    def update(self, levels: Iterable[Sequence[str]]) -> None:
+        book, keys, cache = self.levels, self.keys, self._cache
         for price, size in levels:
-            if not _is_zero(size):
-                book[Decimal(price)] = (price, size)
-        self.levels = book
-        self.keys = sorted(map(self._key, book))
-
-    def update(self, levels: list[list[str]]) -> None:
-        book, keys, bids = self.levels, self.keys, self.bids
-        for price, size in levels:
-            value = Decimal(price)
-            if size == "0" or _is_zero(size):
-                if book.pop(value, None) is not None:
-                    del keys[bisect_left(keys, value.copy_negate() if bids else value)]
+            key = cache.get(price) or self._key(price)
+            if not size.strip("0.-"):  # _is_zero, inline: this loop is the hot path
+                if book.pop(key, None) is not None:
+                    del keys[bisect_left(keys, key)]
                 # else: deleting a level that is not in the book is ignored (as Tardis does)
                 continue
-            if value not in book:
-                insort(keys, value.copy_negate() if bids else value)
-            book[value] = (price, size)
+            if key not in book:
+                insort(keys, key)
+            book[key] = (price, size)
 
     def best_price(self) -> Decimal | None:
-        return self._key(self.keys[0]) if self.keys else None
+        """The best level's price, by value."""
+        if not self.keys:
+            return None
+        key = self.keys[0]
+        return key.copy_negate() if self.bids else key
 
     def best(self) -> list[str] | None:
-        price = self.best_price()
-        return None if price is None else list(self.levels[price])
+        return list(self.levels[self.keys[0]]) if self.keys else None
 
-    def sorted_levels(self) -> list[list[str]]:
-        levels, key = self.levels, self._key
-        return [list(levels[key(k)]) for k in self.keys]
+    def in_order(self) -> BookLevels:
+        levels = self.levels
+        return tuple([levels[k] for k in self.keys])
 
     def values(self) -> dict[Decimal, Decimal]:
-        return {price: Decimal(size) for price, (_, size) in self.levels.items()}
+        return {Decimal(price): Decimal(size) for price, size in self.levels.values()}
 
 
-def _values(levels: list[list[str]]) -> dict[Decimal, Decimal]:
+def _values(levels: Iterable[Sequence[str]]) -> dict[Decimal, Decimal]:
     """A snapshot's levels by value (zero sizes left out, as ``reset`` leaves them)."""
     return {Decimal(p): Decimal(s) for p, s in levels if not _is_zero(s)}
 
@@ -191,11 +212,11 @@ class Book:
 
     def bids(self) -> list[list[str]]:
         """``[[price, size], ...]``, highest price first."""
-        return self._bids.sorted_levels()
+        return [list(level) for level in self._bids.in_order()]
 
     def asks(self) -> list[list[str]]:
         """``[[price, size], ...]``, lowest price first."""
-        return self._asks.sorted_levels()
+        return [list(level) for level in self._asks.in_order()]
 
     def best_bid(self) -> list[str] | None:
         """``[price, size]`` of the highest bid, or None when there is no bid."""
@@ -227,16 +248,9 @@ class Book:
         (the update it follows, normally the last one applied)."""
         if self._stream is not None and (at.category, at.symbol, at.depth) != self._stream:
             raise ValueError(f"a checkpoint of {self._stream} at an update of another book")
-        return BookUpdate(
-            category=at.category,
-            symbol=at.symbol,
-            depth=at.depth,
+        return msgspec.structs.replace(
+            at,
             kind=BookKind.CHECKPOINT,
-            update_id=at.update_id,
-            seq=at.seq,
-            match_ts_ms=at.match_ts_ms,
-            exchange_ts_ms=at.exchange_ts_ms,
-            received_ts_ms=at.received_ts_ms,
-            bids=self._bids.sorted_levels(),
-            asks=self._asks.sorted_levels(),
+            bids=self._bids.in_order(),
+            asks=self._asks.in_order(),
         )

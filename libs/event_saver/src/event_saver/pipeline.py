@@ -28,6 +28,7 @@ from bybit_adapter import (
     StreamStats,
     WebSocketSettings,
 )
+from bybit_adapter.lifecycle import StartStop
 from bybit_adapter.sink import ConnectionState
 from bybit_adapter.subscriptions import public_topics
 from bybit_records import Category, Record
@@ -119,7 +120,7 @@ class PipelineHealth:
     tickers_sampled_out: int | None = None
 
 
-class RecordingPipeline:
+class RecordingPipeline(StartStop):
     """Records the configured streams into ``engine`` until stopped."""
 
     def __init__(self, engine: Engine, config: PipelineConfig) -> None:
@@ -136,13 +137,6 @@ class RecordingPipeline:
             TickerSampler(config.ticker_min_interval_ms) if config.ticker_min_interval_ms else None
         )
         self._stack: contextlib.AsyncExitStack | None = None
-
-    async def __aenter__(self) -> RecordingPipeline:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         if self._stack is not None:

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.engine import Engine
@@ -24,6 +24,7 @@ from sqlalchemy.exc import (
     StatementError,
 )
 
+from bybit_adapter.lifecycle import StartStop
 from bybit_records import Record
 from event_saver.db_worker import DatabaseWorker
 from event_saver.flow import FlowGate
@@ -87,11 +88,25 @@ class WriterStats:
     backpressure_active: bool
 
 
+@dataclass(slots=True)
+class _Counts:
+    """A writer's running totals, under their ``WriterStats`` names."""
+
+    received: int = 0
+    written: int = 0
+    duplicates: int = 0
+    peak_buffered: int = 0
+    rows_rejected: int = 0
+    failed_flushes: int = 0
+    flushes: int = 0
+    last_flush_latency_ms: float | None = None
+
+
 class WriteDeferred(Exception):
     """A refill could not be written in time; its records wait in the buffer instead."""
 
 
-class TableWriter(Generic[R]):
+class TableWriter(StartStop, Generic[R]):
     """Buffers records of one table and writes them in batches on the database worker.
 
     Flushes when ``batch_size`` records wait or ``flush_interval`` has passed, and on
@@ -128,14 +143,7 @@ class TableWriter(Generic[R]):
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self._log = logging.getLogger(f"event_saver.writer.{self.name}")
-        self._received = 0
-        self._written = 0
-        self._duplicates = 0
-        self._rejected = 0
-        self._failed_flushes = 0
-        self._flushes = 0
-        self._peak = 0
-        self._last_latency_ms: float | None = None
+        self._counts = _Counts()
         self._rate = 0.0
         self._rate_mark = (time.monotonic(), 0)
         self._flush_lock = asyncio.Lock()
@@ -153,10 +161,11 @@ class TableWriter(Generic[R]):
         self._after_add(len(records))
 
     def _after_add(self, count: int) -> None:
-        self._received += count
+        counts = self._counts
+        counts.received += count
         size = len(self._buffer)
-        if size > self._peak:
-            self._peak = size
+        if size > counts.peak_buffered:
+            counts.peak_buffered = size
         if size >= self.settings.batch_size:
             self._wake.set()
         gate = self._gate
@@ -175,7 +184,7 @@ class TableWriter(Generic[R]):
         Retries a transient failure for ``stop_deadline`` seconds; then the records
         join the buffer (nothing is lost) and ``WriteDeferred`` is raised.
         """
-        self._received += len(records)
+        self._counts.received += len(records)
         deadline = time.monotonic() + self.settings.stop_deadline
         delay = self.settings.retry_initial
         while True:
@@ -218,13 +227,6 @@ class TableWriter(Generic[R]):
             delay = min(delay * 2, self.settings.retry_max)
         if self._gate is not None:
             self._gate.release(self.name)
-
-    async def __aenter__(self) -> TableWriter[R]:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def _loop(self) -> None:
         delay = self.settings.retry_initial
@@ -279,7 +281,7 @@ class TableWriter(Generic[R]):
         try:
             inserted, rejected = await self._worker.run(lambda: self._write(batch))
         except _Transient as exc:
-            self._failed_flushes += 1
+            self._counts.failed_flushes += 1
             self._database_failed(exc)
             return -1
         if self._failing_since is not None:
@@ -290,12 +292,13 @@ class TableWriter(Generic[R]):
                 len(self._buffer),
             )
             self._failing_since = None
-        self._flushes += 1
-        self._last_latency_ms = (time.perf_counter() - started) * 1000
-        self._written += inserted
-        self._rejected += rejected
+        counts = self._counts
+        counts.flushes += 1
+        counts.last_flush_latency_ms = (time.perf_counter() - started) * 1000
+        counts.written += inserted
+        counts.rows_rejected += rejected
         if self.table.ignores_duplicates:
-            self._duplicates += len(batch) - inserted - rejected
+            counts.duplicates += len(batch) - inserted - rejected
         self._update_rate()
         return inserted
 
@@ -352,8 +355,9 @@ class TableWriter(Generic[R]):
         now = time.monotonic()
         mark_time, mark_count = self._rate_mark
         if now - mark_time >= 1.0:
-            self._rate = (self._received - mark_count) / (now - mark_time)
-            self._rate_mark = (now, self._received)
+            received = self._counts.received
+            self._rate = (received - mark_count) / (now - mark_time)
+            self._rate_mark = (now, received)
 
     @property
     def buffered(self) -> int:
@@ -362,17 +366,10 @@ class TableWriter(Generic[R]):
     def stats(self) -> WriterStats:
         return WriterStats(
             name=self.name,
-            received=self._received,
-            written=self._written,
-            duplicates=self._duplicates,
             buffered=len(self._buffer),
-            peak_buffered=self._peak,
-            rows_rejected=self._rejected,
-            failed_flushes=self._failed_flushes,
-            flushes=self._flushes,
-            last_flush_latency_ms=self._last_latency_ms,
             messages_per_second=self._rate,
             backpressure_active=self._gate is not None and self._gate.is_held_by(self.name),
+            **asdict(self._counts),
         )
 
 

@@ -215,7 +215,7 @@ def _is_enum(f: FieldInfo) -> bool:
 
 def _is_json(f: FieldInfo) -> bool:
     origin = getattr(f.type, "__origin__", f.type)
-    return origin in (dict, list)
+    return origin in (dict, list, tuple)
 
 
 def _sql_type(f: FieldInfo) -> TypeEngine[Any]:

@@ -158,7 +158,7 @@ class ReferenceDataRepository(_Repository):
         with self._engine.begin() as connection:
             upsert = _upsert(connection.dialect.name)
             connection.execute(
-                upsert(User, {"id": user_id, "name": user_name, "created_at_ms": created}, "name")
+                upsert(User, {"id": user_id, "name": user_name, "created_at_ms": created})
             )
             if account_id is not None:
                 account = {
@@ -168,7 +168,7 @@ class ReferenceDataRepository(_Repository):
                     "testnet": testnet,
                     "created_at_ms": created,
                 }
-                connection.execute(upsert(BybitAccount, account, "user_id", "label", "testnet"))
+                connection.execute(upsert(BybitAccount, account))
             if strategy_id is not None:
                 strategy = {
                     "id": strategy_id,
@@ -176,7 +176,7 @@ class ReferenceDataRepository(_Repository):
                     "name": strategy_name,
                     "description": strategy_description,
                 }
-                connection.execute(upsert(Strategy, strategy, "user_id", "name", "description"))
+                connection.execute(upsert(Strategy, strategy))
 
     def get_account(self, account_id: str) -> BybitAccount | None:
         with self._sessions() as session:
@@ -184,7 +184,8 @@ class ReferenceDataRepository(_Repository):
 
 
 def _upsert(dialect_name: str) -> Callable[..., Any]:
-    """``INSERT ... ON CONFLICT (id) DO UPDATE SET <columns> = excluded.<columns>``."""
+    """``INSERT ... ON CONFLICT (id) DO UPDATE`` of every column of the row but ``id`` and
+    ``created_at_ms``: a row keeps the time it was first created."""
     if dialect_name == "sqlite":
         insert: Any = sqlite.insert
     elif dialect_name == "postgresql":
@@ -192,10 +193,10 @@ def _upsert(dialect_name: str) -> Callable[..., Any]:
     else:
         raise UnsupportedDialectError(dialect_name, "upsert")
 
-    def statement(model: type[Base], row: dict[str, Any], *update: str) -> Any:
+    def statement(model: type[Base], row: dict[str, Any]) -> Any:
         stmt = insert(model).values(**row)
-        return stmt.on_conflict_do_update(
-            index_elements=["id"], set_={name: stmt.excluded[name] for name in update}
-        )
+        kept = ("id", "created_at_ms")
+        update = {name: stmt.excluded[name] for name in row if name not in kept}
+        return stmt.on_conflict_do_update(index_elements=["id"], set_=update)
 
     return statement

@@ -30,6 +30,7 @@ _PUBLIC = (ContextColumn.RUN,)
 _MARKET = (ContextColumn.RUN_REF,)
 _PRIVATE = (ContextColumn.ACCOUNT, ContextColumn.RUN)
 _metadata = Base.metadata
+R = TypeVar("R", bound=Record)
 
 # The two big tables carry no index on their run: the tools read a run's rows by time
 # and symbol, or all at once, and the index would cost ~10-40 bytes per row.
@@ -46,47 +47,24 @@ ticker_snapshots = RecordTable(
 orderbook_updates = RecordTable(
     BookUpdate, "orderbook_updates", _metadata, context=_MARKET, clustered=True
 )
-private_executions = RecordTable(
-    Execution,
-    "private_executions",
-    _metadata,
-    context=_PRIVATE,
-    indexes=[
-        ("account_id", "exec_time_ms"),
-        ("category", "symbol", "exec_time_ms"),
-        ("order_id",),
-        ("run_id",),
-    ],
-)
-orders = RecordTable(
-    Order,
-    "orders",
-    _metadata,
-    context=_PRIVATE,
-    indexes=[
-        ("account_id", "updated_time_ms"),
-        ("category", "symbol", "updated_time_ms"),
-        ("run_id",),
-    ],
-)
-position_snapshots = RecordTable(
-    Position,
-    "position_snapshots",
-    _metadata,
-    context=_PRIVATE,
-    indexes=[
-        ("account_id", "received_ts_ms"),
-        ("category", "symbol", "received_ts_ms"),
-        ("run_id",),
-    ],
-)
-wallet_snapshots = RecordTable(
-    Wallet,
-    "wallet_snapshots",
-    _metadata,
-    context=_PRIVATE,
-    indexes=[("account_id", "received_ts_ms"), ("run_id",)],
-)
+
+
+def _private(
+    record: type[R], name: str, time_column: str, *more: tuple[str, ...]
+) -> RecordTable[R]:
+    """A private table, read by account and time, by symbol and time (where its record has
+    a symbol), by the ``more`` columns, and by run."""
+    indexes: list[tuple[str, ...]] = [("account_id", time_column)]
+    if "symbol" in record.__struct_fields__:
+        indexes.append(("category", "symbol", time_column))
+    indexes += [*more, ("run_id",)]
+    return RecordTable(record, name, _metadata, context=_PRIVATE, indexes=indexes)
+
+
+private_executions = _private(Execution, "private_executions", "exec_time_ms", ("order_id",))
+orders = _private(Order, "orders", "updated_time_ms")
+position_snapshots = _private(Position, "position_snapshots", "received_ts_ms")
+wallet_snapshots = _private(Wallet, "wallet_snapshots", "received_ts_ms")
 gaps = RecordTable(
     Gap,
     "gaps",
@@ -114,7 +92,6 @@ RECORD_TABLES: tuple[RecordTable[Any], ...] = (
     rejected_frames,
 )
 _BY_RECORD: dict[type[Record], RecordTable[Any]] = {t.record: t for t in RECORD_TABLES}
-R = TypeVar("R", bound=Record)
 
 
 def table_of(record: type[R]) -> RecordTable[R]:

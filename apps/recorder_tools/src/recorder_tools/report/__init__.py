@@ -6,8 +6,9 @@ session could not refill is *covered* when another recorded its window, and each
 health is derived from the database (``hosts``).
 
 Modules: ``model`` (the facts), ``contents`` (what is read from one database), ``sessions``,
-``hosts``, ``instruments``, ``coverage``, ``live`` and ``findings`` (the facts, one kind each), ``build``
-(``build_report``), ``tables`` (rich output), ``plot`` (``--plot``), ``cli``.
+``hosts``, ``instruments``, ``coverage``, ``books`` (order books), ``live`` and ``findings``
+(the facts, one kind each), ``build`` (``build_report``), ``tables`` (rich output), ``plot``
+(``--plot``), ``cli``.
 """
 
 from recorder_tools.report.build import build_report

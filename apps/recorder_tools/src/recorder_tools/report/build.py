@@ -8,6 +8,7 @@ import time
 from collections import Counter
 
 from recorder_tools.database import OpenDatabases, open_all_read_only
+from recorder_tools.report.books import book_facts
 from recorder_tools.report.contents import DatabaseContents, read_contents
 from recorder_tools.report.coverage import (
     CoveredPerRun,
@@ -145,6 +146,7 @@ def _assemble(
         live=live,
         skipped=skipped,
         hosts=hosts,
+        books=book_facts(contents),
     )
     report.findings = findings(report)
     return report

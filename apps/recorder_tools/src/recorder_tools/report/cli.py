@@ -6,8 +6,9 @@ database is opened read-only. The report has the sessions, the health of each re
 (from the database: a fleet of hosts recording into one PostgreSQL), per-instrument trade and
 ticker counts, coverage (the continuous intervals per symbol, the union over every session and
 host, and every hole: gaps inside sessions, each marked covered when another session recorded
-its window, and the time between sessions), coverage per UTC day, and reconnects, stalls and
-rejected frames.
+its window, and the time between sessions), coverage per UTC day, the order books recorded
+(updates stored, book gaps by cause, the share of each book's span it was known-good), and
+reconnects, stalls and rejected frames.
 ``--json`` prints the same facts as JSON, ``--plot FILE.png`` draws trades per minute per symbol
 with the holes shaded and reconnects marked.
 """

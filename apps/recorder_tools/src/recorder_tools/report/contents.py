@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, Table, func, select
+from sqlalchemy import Connection, Engine, Table, func, inspect, select
 
 from recorder_tools.database import SessionDatabase
 from recorder_tools.schema import (
     GAPS,
+    ORDERBOOK_UPDATES,
     PUBLIC_TRADES,
     REJECTED_FRAMES,
     RUNS,
@@ -21,6 +22,8 @@ from recorder_tools.trade_activity import Instrument
 
 #: (run_id, category, symbol) -> (rows, first and last received_ts_ms)
 RowsPerRun = dict[tuple[str | None, str, str], tuple[int, int, int]]
+#: (run_id, category, symbol, depth, kind) -> (rows, first and last exchange_ts_ms)
+BookRowsPerRun = dict[tuple[str | None, str, str, int, str], tuple[int, int, int]]
 
 
 @dataclass(slots=True)
@@ -35,6 +38,8 @@ class DatabaseContents:
     trade_span: dict[Instrument, tuple[int, int]]
     gaps: list[GapRow]
     rejected: dict[str | None, int]
+    #: empty when no book was recorded, or the layout predates books
+    books: BookRowsPerRun
 
 
 def read_contents(source: SessionDatabase, engine: Engine) -> DatabaseContents:
@@ -68,6 +73,7 @@ def read_contents(source: SessionDatabase, engine: Engine) -> DatabaseContents:
             trade_span,
             gaps,
             rejected,
+            _book_rows(conn),
         )
 
 
@@ -85,4 +91,24 @@ def _rows_per_run(conn: Connection, table: Table) -> RowsPerRun:
     return {
         (run_of.run_id(run), category, symbol): (int(count), int(first), int(last))
         for run, category, symbol, count, first, last in conn.execute(query)
+    }
+
+
+def _book_rows(conn: Connection) -> BookRowsPerRun:
+    """Per run and book, the updates stored of each kind; exchange times, as book gaps are."""
+    if not inspect(conn).has_table(ORDERBOOK_UPDATES.name):
+        return {}  # a layout older than order books
+    c = ORDERBOOK_UPDATES.c
+    run_of = run_column(conn, ORDERBOOK_UPDATES)
+    book = (c.category, c.symbol, c.depth, c.kind)
+    query = select(
+        run_of.column, *book, func.count(), func.min(c.exchange_ts_ms), func.max(c.exchange_ts_ms)
+    ).group_by(run_of.column, *book)
+    return {
+        (run_of.run_id(run), category, symbol, int(depth), str(kind)): (
+            int(count),
+            int(first),
+            int(last),
+        )
+        for run, category, symbol, depth, kind, count, first, last in conn.execute(query)
     }

@@ -5,6 +5,7 @@ another session recorded the whole of a trade gap's window: the union of every s
 no time between sessions, and every session that ended recorded what it was asked to (not
 ``error``, ``aborted`` or crashed, and not without any data). Otherwise the headline says what
 is wrong. With several recorder hosts it also says, per host, what the database shows of it.
+Book gaps are said apart: they never refill, and a missing book is no missing trade.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from recorder_tools.report.model import (
     BETWEEN_SESSIONS,
     PUBLIC_STREAMS,
+    BookFacts,
     Hole,
     HostFacts,
     Report,
@@ -87,6 +89,7 @@ def findings(report: Report) -> list[str]:
             f"private data (executions, orders) may be missing in {len(private_gaps)} "
             "gap(s) REST could not fill"
         )
+    lines += _book_gaps(report.books)
     if incomplete:
         folders = ", ".join(dict.fromkeys(s.folder for s in incomplete))
         lines.append(
@@ -113,6 +116,22 @@ def _union_note(report: Report, session: SessionFacts) -> str:
         hosts = sorted({name for h in unfilled for name in h.covered_by_hosts})
         return f" (every one of them was recorded by {', '.join(hosts) or 'another session'})"
     return ""
+
+
+def _book_gaps(books: list[BookFacts]) -> list[str]:
+    """One line when a book has gaps: the books, and the causes."""
+    broken = [b for b in books if b.gaps]
+    if not broken:
+        return []
+    named = [
+        f"{b.topic} {', '.join(f'{cause} {t.gaps}' for cause, t in b.gaps_by_cause.items())}"
+        for b in broken[:_NAMED_GAPS]
+    ]
+    more = f", and {len(broken) - _NAMED_GAPS} more" if len(broken) > _NAMED_GAPS else ""
+    return [
+        f"order books: {sum(b.gaps for b in broken)} book gap(s), no book known inside them "
+        f"({'; '.join(named)}{more})"
+    ]
 
 
 def _fleet(hosts: list[HostFacts]) -> list[str]:

@@ -1,9 +1,10 @@
 """The facts of ``recorder-report``, as plain dataclasses (``Report.to_json`` prints them all).
 
-Sessions, recorder hosts, instruments, coverage, holes, connection events and live health.
+Sessions, recorder hosts, instruments, coverage, order books, holes, connection events and live
+health.
 
 Times are milliseconds since the epoch, UTC. Session lifetimes are on the recorder host's clock;
-trade times and gap windows are on the exchange clock (see docs/schema.md).
+trade times, book update times and gap windows are on the exchange clock (see docs/schema.md).
 """
 
 from __future__ import annotations
@@ -130,6 +131,51 @@ class Hole:
 
 
 @dataclass(frozen=True, slots=True)
+class GapTally:
+    """The book gaps of one cause: how many, and their time (as their rows say)."""
+
+    gaps: int
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class BookFacts:
+    """One order book (category, symbol, depth) over every session: the updates stored of it,
+    its book gaps, and how much of its span the stored book can be trusted.
+
+    *Known-good* is, per session, the span of the book's stored updates minus the windows of
+    that session's book gaps, united over sessions (the trades' coverage, for a book): the
+    span less its gap time, and less any time between sessions that recorded it.
+    """
+
+    category: str
+    symbol: str
+    depth: int
+    #: ``orderbook.{depth}.{symbol}``: the topic, and how book gap details name the book
+    topic: str
+    #: rows stored: ``deltas + snapshots + checkpoints``
+    updates: int
+    deltas: int
+    snapshots: int
+    #: full books the recorder wrote itself (``BookKind.CHECKPOINT``)
+    checkpoints: int
+    #: exchange times (``ts``) of the first and last update stored; None without any
+    first_ms: int | None
+    last_ms: int | None
+    span_s: float
+    #: ``gaps`` rows of stream ``orderbook`` naming this book
+    gaps: int
+    #: their time, summed as their rows say (overlapping gaps count twice)
+    gap_s: float
+    #: cause (``skipped_update``, ``book_restart``, ``crossed_book``, ``disconnect``, ...)
+    #: -> its gaps
+    gaps_by_cause: dict[str, GapTally]
+    known_good_s: float
+    #: ``known_good_s / span_s``; None for an empty span (one update, or none)
+    known_good_fraction: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class DayCoverage:
     """How much of one UTC day of one symbol has every trade stored."""
 
@@ -245,6 +291,8 @@ class Report:
     skipped: list[str] = field(default_factory=list)
     #: one entry per recorder host (``runs.host``): its health, from the database
     hosts: list[HostFacts] = field(default_factory=list)
+    #: one entry per order book with stored updates or book gaps; empty without books
+    books: list[BookFacts] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

@@ -24,7 +24,9 @@ def utc(ms: int | None, with_ms: bool = False) -> str:
 
 
 def duration(seconds: float) -> str:
-    """``2d 03:04:05``, ``03:04:05`` or ``4.2s``."""
+    """``2d 03:04:05``, ``03:04:05``, ``4.2s`` or ``36ms`` (a book gap lasts milliseconds)."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
         return f"{seconds:.1f}s"
     whole = int(seconds)
@@ -33,6 +35,18 @@ def duration(seconds: float) -> str:
     minutes, secs = divmod(rest, 60)
     clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
     return f"{days}d {clock}" if days else clock
+
+
+def _numbers(table: Table, *names: str) -> None:
+    """Right-aligned columns, for counts."""
+    for name in names:
+        table.add_column(name, justify="right")
+
+
+def _share(fraction: float, whole: bool) -> str:
+    """``99.21%``: green when all of it (to 0.01%) with nothing wrong in it, else yellow."""
+    style = "green" if fraction >= 0.9999 and whole else "yellow"
+    return f"[{style}]{fraction * 100:.2f}%[/]"
 
 
 def print_report(report: Report, console: Console | None = None) -> None:
@@ -53,6 +67,7 @@ def print_report(report: Report, console: Console | None = None) -> None:
         _instruments(report),
         _coverage(report),
         _days(report),
+        _books(report),
         _holes(report),
         _events(report),
     ):
@@ -102,19 +117,8 @@ def _hosts(report: Report) -> Table:
         return table
     for name in ("host", "state", "sessions", "status", "symbols", "last row"):
         table.add_column(name)
-    for name in (
-        "trades",
-        "tickers",
-        "outages",
-        "reconnects",
-        "stalls",
-        "pong timeouts",
-        "trade gaps",
-        "unfilled",
-        "covered by others",
-        "holes",
-    ):
-        table.add_column(name, justify="right")
+    _numbers(table, "trades", "tickers", "outages", "reconnects", "stalls", "pong timeouts")
+    _numbers(table, "trade gaps", "unfilled", "covered by others", "holes")
     for h in report.hosts:
         state = {"recording": "cyan", "quiet": "red", "gone": "red"}.get(h.state, "white")
         last = utc(h.last_row_ms)
@@ -166,12 +170,10 @@ def _instruments(report: Report) -> Table:
     table = Table(title="Trades and tickers per instrument", title_justify="left")
     for name in ("category", "symbol"):
         table.add_column(name)
-    for name in ("trades", "repeated rows", "tickers"):
-        table.add_column(name, justify="right")
+    _numbers(table, "trades", "repeated rows", "tickers")
     table.add_column("first trade")
     table.add_column("last trade")
-    for name in ("avg/min", "peak/min"):
-        table.add_column(name, justify="right")
+    _numbers(table, "avg/min", "peak/min")
     table.add_column("peak minute")
     for i in report.instruments:
         table.add_row(
@@ -211,12 +213,50 @@ def _days(report: Report) -> Table:
     table = Table(title="Coverage per UTC day", title_justify="left")
     for name in ("category", "symbol", "date"):
         table.add_column(name)
-    table.add_column("covered", justify="right")
-    table.add_column("holes", justify="right")
+    _numbers(table, "covered", "holes")
     for d in report.days:
-        percent = f"{d.covered_fraction * 100:.2f}%"
-        style = "green" if d.covered_fraction >= 0.9999 and not d.holes else "yellow"
-        table.add_row(d.category, d.symbol, d.date, f"[{style}]{percent}[/]", str(d.holes))
+        share = _share(d.covered_fraction, whole=not d.holes)
+        table.add_row(d.category, d.symbol, d.date, share, str(d.holes))
+    return table
+
+
+def _books(report: Report) -> Table:
+    """Beside the trades' coverage: what is stored of each order book, and how much of its
+    span it can be trusted (no table without books)."""
+    table = Table(
+        title="Order books: updates stored, book gaps, time known-good (exchange clock)",
+        title_justify="left",
+    )
+    for name in ("category", "symbol"):
+        table.add_column(name)
+    _numbers(table, "depth", "updates", "deltas", "snapshots", "checkpoints")
+    for name in ("first update", "last update", "span"):
+        table.add_column(name, no_wrap=True)
+    _numbers(table, "book gaps")
+    table.add_column("gaps by cause")
+    _numbers(table, "known-good")
+    for b in report.books:
+        causes = ", ".join(
+            f"{cause} {tally.gaps} ({duration(tally.duration_s)})"
+            for cause, tally in b.gaps_by_cause.items()
+        )
+        fraction = b.known_good_fraction
+        known = "-" if fraction is None else _share(fraction, whole=not b.gaps)
+        table.add_row(
+            b.category,
+            b.symbol,
+            str(b.depth),
+            f"{b.updates:,}",
+            f"{b.deltas:,}",
+            f"{b.snapshots:,}",
+            f"{b.checkpoints:,}",
+            utc(b.first_ms, with_ms=True),
+            utc(b.last_ms, with_ms=True),
+            duration(b.span_s),
+            f"[red]{b.gaps}[/]" if b.gaps else "0",
+            causes or "-",
+            known,
+        )
     return table
 
 
@@ -272,18 +312,8 @@ def _in_union(hole: Hole) -> str:
 def _events(report: Report) -> Table:
     table = Table(title="Reconnects, stalls and rejected frames per session", title_justify="left")
     table.add_column("session")
-    for name in (
-        "reconnects",
-        "disconnects",
-        "stalls",
-        "pong timeouts",
-        "silences",
-        "auth failures",
-        "rejected frames",
-        "gaps",
-        "unfilled gaps",
-    ):
-        table.add_column(name, justify="right")
+    _numbers(table, "reconnects", "disconnects", "stalls", "pong timeouts", "silences")
+    _numbers(table, "auth failures", "rejected frames", "gaps", "unfilled gaps")
     for e in report.connection_events:
         table.add_row(
             e.folder,
