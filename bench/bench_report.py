@@ -531,8 +531,8 @@ def _book_flood_rows(book: BookFloodResult) -> list[SummaryRow]:
     )
     buffered = int(book.details.get("recorder", {}).get("books_peak_buffered") or 0)
     note = (
-        f" (the book writer's buffer held up to {buffered:,} updates at once, each with a "
-        "list per level: method.md)"
+        f" (the book writer's buffer held up to {buffered:,} updates at once: the database "
+        "thread waits for the busy event loop; method.md)"
         if buffered
         else ""
     )
