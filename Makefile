@@ -54,7 +54,7 @@ check: install ## check a session against a truth: make check SESSION=outputs/..
 lint: install ## ruff and mypy --strict
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
-	$(UV) run mypy libs/bybit_records/src libs/bybit_adapter/src libs/grid_db/src libs/event_saver/src apps/bybit_sim/src apps/recorder/src apps/recorder_tools/src
+	$(UV) run mypy libs/bybit_records/src libs/bybit_adapter/src libs/grid_db/src libs/event_saver/src apps/bybit_sim/src apps/recorder/src apps/recorder_tools/src bench testing
 
 fmt: install ## format and auto-fix
 	$(UV) run ruff format .

@@ -36,12 +36,12 @@ from bench_scenarios import (
     trade_rows,
     url_scalars,
 )
-from pg_cluster import (  # testing/, which bench_scenarios puts on sys.path
-    PostgresCluster,
-    PostgresClusterError,
-    find_postgres_binaries,
-    missing_binaries_reason,
-)
+
+# testing/, which bench_scenarios puts on sys.path. The two `X as X` are re-exported (run.py
+# and test_bench_smoke.py use them as bench_postgres.X).
+from pg_cluster import PostgresCluster, find_postgres_binaries
+from pg_cluster import PostgresClusterError as PostgresClusterError
+from pg_cluster import missing_binaries_reason as missing_binaries_reason
 
 from bybit_sim import TruthTrade
 from grid_db import tables

@@ -275,6 +275,7 @@ async def main(args: argparse.Namespace) -> int:
     ]
     composed = compose_config(overrides, output_dir=workdir)
     config = validate_config({**composed.model_dump(), "symbols": args.symbols.split(",")})
+    assert config.database_url is not None  # set by the overrides above
     db = DatabaseFactory(DatabaseSettings(url=config.database_url))
     recorder = Recorder(config, db, workdir)
     pipeline = recorder.pipeline

@@ -262,6 +262,12 @@ SIM_API_KEY = "KEY-e2e-7f3a91c0d2"
 SIM_API_SECRET = "SECRET-e2e-5b8e4d1f6a"
 
 
+def sim_account_env(secret: str = SIM_API_SECRET) -> dict[str, str]:
+    """The environment that hands a recorder run with ``account=env`` the key of
+    ``SimProcess.with_account()``'s account, with its secret (or ``secret``: a wrong one)."""
+    return {"BYBIT_API_KEY": SIM_API_KEY, "BYBIT_API_SECRET": secret}
+
+
 def recording_overrides(sim: Any) -> list[str]:
     """Overrides that point a recorder at ``sim``, an in-process simulator
     (``bybit_sim.BybitSimulator``), with the tests' fast timings."""

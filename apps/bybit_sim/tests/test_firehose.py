@@ -38,7 +38,7 @@ async def test_pushes_every_trade_in_batched_frames_and_records_them(
     sim = await make_sim(trade_rate=0)
     async with session.ws_connect(url(sim)) as ws:
         await subscribe(ws, ["publicTrade.BTCUSDT"])
-        push = asyncio.create_task(sim.push_trades("linear", "BTCUSDT", 5000, batch=700))
+        push = sim.firehose.start("linear", "BTCUSDT", 5000, batch=700)
         frames = await read_trades(ws, 5000)
         status = await push
     assert (status.state, status.error) == ("done", None)
@@ -60,7 +60,7 @@ async def test_a_slow_client_slows_the_firehose_down_and_loses_nothing(
     sim = await make_sim(trade_rate=0, ws_send_queue_max=10, ticker_interval_s=60)
     async with session.ws_connect(url(sim)) as ws:
         await subscribe(ws, ["publicTrade.ETHUSDT"])
-        push = asyncio.create_task(sim.push_trades("linear", "ETHUSDT", 3000, batch=50))
+        push = sim.firehose.start("linear", "ETHUSDT", 3000, batch=50)
         frames = await read_trades(ws, 3000, pause=0.001)
         status = await push
     assert status.state == "done"
@@ -111,7 +111,7 @@ async def test_control_endpoint_starts_reports_and_refuses(
 
 async def test_without_a_subscriber_it_fails_after_waiting(make_sim: SimFactory) -> None:
     sim = await make_sim(trade_rate=0)
-    status = await sim.push_trades("linear", "BTCUSDT", 10, wait_subscriber_s=0.1)
+    status = await sim.firehose.start("linear", "BTCUSDT", 10, wait_subscriber_s=0.1)
     assert status.state == "failed"
     assert "nobody subscribed" in (status.error or "")
     assert sim.ground_truth.trade_count("linear", "BTCUSDT") == 0

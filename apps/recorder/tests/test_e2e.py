@@ -23,6 +23,7 @@ from testkit import (
     db_count,
     db_rows,
     finish,
+    sim_account_env,
     start_recorder,
     wait_sync,
 )
@@ -145,7 +146,7 @@ def test_private_streams_are_recorded_without_a_trace_of_the_secret(
     sim: SimProcess, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "private"
-    env = {"BYBIT_API_KEY": SIM_API_KEY, "BYBIT_API_SECRET": SIM_API_SECRET}
+    env = sim_account_env()
     proc = start_recorder(
         "account=env",
         *sim.recording_overrides(),

@@ -22,13 +22,12 @@ import pytest
 from grid_db.repositories import DEAD_RUN_ERROR
 from recorder_tools.check import CompletenessReport, SymbolReport, check_completeness, load_truth
 from testkit import (
-    SIM_API_KEY,
-    SIM_API_SECRET,
     SimProcess,
     db_count,
     db_rows,
     finish,
     script,
+    sim_account_env,
     start_recorder,
     unused_port,
     wait_sync,
@@ -363,8 +362,7 @@ def test_malformed_frames_are_counted_kept_and_not_flooding_the_log(
 def test_a_wrong_api_key_fails_clearly_while_public_recording_continues(
     sim: SimProcess, tmp_path: Path
 ) -> None:
-    env = {"BYBIT_API_KEY": SIM_API_KEY, "BYBIT_API_SECRET": "not-the-secret"}
-    session = Session(sim, tmp_path / "s", "account=env", env=env)
+    session = Session(sim, tmp_path / "s", "account=env", env=sim_account_env("not-the-secret"))
     session.wait_log(r"private auth failed \(invalid_key\)")
     session.wait_trades(40)
     assert session.stop() == 1  # the run did not record what it was asked to
@@ -380,8 +378,7 @@ def test_a_wrong_api_key_fails_clearly_while_public_recording_continues(
 def test_private_recording_resumes_after_a_drop_and_missed_executions_are_recovered(
     sim: SimProcess, tmp_path: Path
 ) -> None:
-    env = {"BYBIT_API_KEY": SIM_API_KEY, "BYBIT_API_SECRET": SIM_API_SECRET}
-    session = Session(sim, tmp_path / "s", "account=env", env=env)
+    session = Session(sim, tmp_path / "s", "account=env", env=sim_account_env())
     session.wait_log(r"private: authenticated")
     wait_sync(
         lambda: db_count(session.db, "SELECT count(*) FROM private_executions") > 0,
@@ -452,8 +449,7 @@ def test_an_expired_signature_from_clock_skew_is_reported_while_public_recording
 ) -> None:
     # The server's clock runs 60 s ahead: our `expires` (now + 10 s) is already past.
     with SimProcess.with_account("--clock-offset-ms", "60000") as skewed:
-        env = {"BYBIT_API_KEY": SIM_API_KEY, "BYBIT_API_SECRET": SIM_API_SECRET}
-        session = Session(skewed, tmp_path / "s", "account=env", env=env)
+        session = Session(skewed, tmp_path / "s", "account=env", env=sim_account_env())
         session.wait_log(r"private auth failed \(expired\): Params Error; check the clock")
         session.wait_trades(40)
         assert session.stop() == 1

@@ -34,6 +34,7 @@ from testkit import (
     SimProcess,
     finish,
     script,
+    sim_account_env,
     start_process,
     wait_sync,
 )
@@ -237,7 +238,7 @@ def hydra_command(sim: SimProcess, database_url: str | None, *extra: str) -> lis
     ]
 
 
-WRONG_KEYS = {"BYBIT_API_KEY": API_KEY, "BYBIT_API_SECRET": WRONG_SECRET}
+WRONG_KEYS = sim_account_env(WRONG_SECRET)
 
 
 @pytest.mark.e2e

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from bybit_records import Trade
-from grid_db import DatabaseFactory, RunRepository
-from recorder.session import Recorder
+from bybit_records import FillStatus, Trade
+from event_saver import ReconcilerStats
+from grid_db import DatabaseFactory, RunRepository, RunStatus
+from recorder.session import Recorder, verdict
 from recorder_tools.report import build_report
 from recorder_tools.report.findings import NO_HOLES, findings
 from recorder_tools.report.model import Hole, Report, SessionFacts
@@ -223,3 +225,17 @@ def test_unfilled_private_gaps_are_in_the_headline() -> None:
     assert NO_HOLES not in lines
     # a ticker gap is never refillable: it is not a hole of the headline
     assert findings(_report([_session()], [_hole("tickers")]))[-1] == NO_HOLES
+
+
+def test_gaps_the_stop_cut_short_are_noted_among_the_unfilled() -> None:
+    stats = ReconcilerStats(not_refilled=2)
+    stats.gaps[FillStatus.UNFILLABLE] = 3
+    stopped = SimpleNamespace(
+        public=None, private=None, writers=[], reconciler=SimpleNamespace(stats=stats)
+    )
+    outcome = verdict(stopped)  # type: ignore[arg-type]
+    assert outcome.status is RunStatus.COMPLETED
+    assert outcome.text == (
+        "3 gap(s) REST could not fill (0 partial, 3 unfillable): data may be missing there; "
+        "2 of them not refilled: the recorder stopped first"
+    )

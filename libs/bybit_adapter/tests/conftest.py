@@ -42,6 +42,7 @@ FAST_PRIVATE = dataclasses.replace(FAST, silence_timeout=None, stall_timeout=Non
 FAST_REST = RestSettings(timeout=1.0, max_retries=3, retry_initial=0.05, retry_max=0.2, ban_pause=5)
 #: A receive time for decoder tests (its milliseconds land in ``received_ts_ms``).
 RECEIVED_NS = 1_700_000_000_123_456_789
+RECEIVED_MS = RECEIVED_NS // 1_000_000
 
 #: Recent-trade rows as Bybit's V5 documentation shows the REST endpoint returning them.
 REST_TRADES: list[dict[str, Any]] = [

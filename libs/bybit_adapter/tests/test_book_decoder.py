@@ -13,9 +13,8 @@ from bybit_adapter import BookDecoder, BookValidator, FrameRejected, PublicStrea
 from bybit_records import BookKind, BookUpdate, Category
 from testkit import levels
 
-from .conftest import FAST, RECEIVED_NS, RecordingSink, all_captured
+from .conftest import FAST, RECEIVED_MS, RECEIVED_NS, RecordingSink, all_captured
 
-RECEIVED_MS = RECEIVED_NS // 1_000_000
 BOOK_FRAMES = [(c, f) for c, f in all_captured() if f["topic"].startswith("orderbook.")]
 
 

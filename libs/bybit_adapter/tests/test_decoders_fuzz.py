@@ -49,7 +49,6 @@ from bybit_records import (
     Order,
     OutageCause,
     Position,
-    Record,
     Ticker,
     Topic,
     Trade,
@@ -200,7 +199,7 @@ class PublicDecoders:
         self.tickers = TickerDecoder(category)
         self.books = BookDecoder(category)
 
-    def decode(self, message: dict[str, Any]) -> list[Record]:
+    def decode(self, message: dict[str, Any]) -> list[Trade | Ticker | BookUpdate]:
         """The records of a frame; an order-book update is data even when the stream's
         validator stores nothing of it."""
         topic = message["topic"]

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bybit_adapter import PublicStream
+from bybit_adapter import PublicStream, RestSettings
 from bybit_records import OutageCause
 from event_saver import AccountAccess, RecordingPipeline
+from event_saver.reconciler import NOT_REFILLED
 from grid_db import DatabaseFactory, tables
 from testkit import FAST_PRIVATE, invariant_violations, wait_until
 
@@ -52,7 +53,9 @@ async def stop_and_check(sim: Any, db: DatabaseFactory, p: RecordingPipeline) ->
     await p.stop()
     for symbol in SYMBOLS:
         stored = trade_rows(db, symbol=symbol)
-        until = max(row.trade_time_ms for row in stored)
+        # Not that trade's millisecond itself: another trade of it can be in flight as the
+        # stream stops (the simulator, like Bybit, prints several frames in one ms).
+        until = max(row.trade_time_ms for row in stored) - 1
         problems = invariant_violations(
             db.engine, sim.ground_truth.trades("linear", symbol), symbol, until
         )
@@ -65,9 +68,9 @@ def public(p: RecordingPipeline) -> PublicStream:
     return p.public
 
 
-async def streaming(start: Start, trades: int = 20) -> RecordingPipeline:
+async def streaming(start: Start, trades: int = 20, **overrides: Any) -> RecordingPipeline:
     """A started pipeline, once it has received more than ``trades`` public trades."""
-    p = await start()
+    p = await start(**overrides)
     await wait_until(lambda: trades_received(p) > trades)
     return p
 
@@ -217,6 +220,75 @@ async def test_an_outage_still_open_at_stop_is_recorded(
     await wait_until(lambda: public(p).tracker.is_open)
     await stop_and_check(sim, db, p)
     assert {g.symbol for g in gap_rows(db)} == set(SYMBOLS)
+
+
+async def test_outages_still_queued_at_stop_are_recorded_as_unfillable(
+    sim: Any, db: DatabaseFactory, start: Start
+) -> None:
+    """A refill that cannot finish before the stop deadline still leaves its gap rows:
+    here every refill waits longer than the drain allows, one in flight, one queued."""
+    p = await streaming(start, reconcile_delay=600.0, refill_drain_timeout=0.5)
+    assert p.reconciler is not None
+    reconciler = p.reconciler
+    for queued in (1, 2):
+        disconnect(sim, 0.5)
+        await wait_until(lambda n=queued: reconciler.pending >= n)
+        await wait_until(lambda: not public(p).tracker.is_open)
+    began = time.monotonic()
+    await stop_and_check(sim, db, p)  # every missing trade lies in a gap row
+    assert time.monotonic() - began < 10, "the drain is bounded by refill_drain_timeout"
+    gaps = gap_rows(db)
+    assert sorted(g.symbol for g in gaps) == sorted(SYMBOLS * 2)
+    for gap in gaps:
+        assert (gap.fill_status, gap.rows_recovered) == ("unfillable", 0)
+        assert gap.detail == NOT_REFILLED
+    assert sorted(g.symbol for g in gap_rows(db, "tickers")) == sorted(SYMBOLS * 2)
+    assert not trade_rows(db, source="rest")
+
+
+async def test_a_refill_waiting_on_rest_at_stop_is_cut_short_and_recorded(
+    sim: Any, db: DatabaseFactory, start: Start
+) -> None:
+    """REST holds the refill's request (30 s in the simulator) and the client would wait 60:
+    stop cuts that wait at the drain deadline, and each symbol's gap row still lands."""
+    patient = RestSettings(timeout=60.0, max_retries=0)
+    p = await streaming(start, rest=patient, refill_drain_timeout=0.5)
+    assert p.reconciler is not None
+    sim.faults.rest_errors("timeout", 100)
+    disconnect(sim, 0.5)
+    await wait_until(lambda: sim.stats.rest_requests["/v5/market/recent-trade"] > 0)
+    began = time.monotonic()
+    await stop_and_check(sim, db, p)
+    assert time.monotonic() - began < 10, "the REST wait is cut at refill_drain_timeout"
+    assert {(g.symbol, g.fill_status, g.detail) for g in gap_rows(db)} == {
+        (s, "unfillable", NOT_REFILLED) for s in SYMBOLS
+    }
+
+
+async def test_an_unexpected_refill_error_is_still_a_gap(
+    sim: Any, db: DatabaseFactory, start: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in one symbol's refill leaves that symbol's gap unfillable; the other
+    symbol's refill and its count stand."""
+    p = await streaming(start)
+    assert p.rest is not None
+    assert p.reconciler is not None
+    recent_trades = p.rest.recent_trades
+
+    async def broken_for_eth(category: Any, symbol: str, limit: int) -> Any:
+        if symbol == "ETHUSDT":
+            raise RuntimeError("a bug in the refill")
+        return await recent_trades(category, symbol, limit)
+
+    monkeypatch.setattr(p.rest, "recent_trades", broken_for_eth)
+    disconnect(sim, 0.5)
+    await outages_recorded(p)
+    await stop_and_check(sim, db, p)
+    assert {(g.symbol, g.fill_status, g.detail) for g in gap_rows(db)} == {
+        ("BTCUSDT", "filled", None),
+        ("ETHUSDT", "unfillable", "refill failed unexpectedly: RuntimeError: a bug in the refill"),
+    }
+    assert p.reconciler.stats.gaps_detected == len(SYMBOLS)
 
 
 # ---- bad input ------------------------------------------------------------------------------

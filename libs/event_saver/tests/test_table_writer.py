@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from bybit_records import BookKind
 from event_saver import DatabaseWorker, FlowGate, TableWriter, WriteDeferred, WriterSettings
+from event_saver.pipeline import book_update_weight
 from grid_db import DatabaseFactory, DatabaseSettings, RowContext, tables
-from testkit import make_trade, wait_until
+from testkit import make_book_update, make_trade, wait_until
 
 HOLD = WriterSettings(batch_size=1000, flush_interval=3600)
 
@@ -154,6 +156,36 @@ async def test_full_buffer_closes_the_gate_until_the_database_catches_up(
     assert await writer.flush()
     assert gate.is_open
     assert count(db) == 25
+    await writer.stop()
+
+
+async def test_a_weighed_buffer_closes_the_gate_at_its_weight(
+    db: DatabaseFactory, worker: DatabaseWorker
+) -> None:
+    """Deep book updates close the gate long before ``max_buffer`` of them are held."""
+    gate = FlowGate()
+    settings = WriterSettings(batch_size=10, max_buffer=100, flush_interval=3600)
+    writer = TableWriter(
+        tables.orderbook_updates,
+        db.engine,
+        worker,
+        RowContext(),
+        settings,
+        gate,
+        weigh=book_update_weight,
+    )
+    deep = [(str(60_000 - i), "1") for i in range(30)]  # 60 levels: weighs 21
+    updates = [
+        make_book_update(BookKind.DELTA, n, 1_000 + n, bids=deep, asks=deep) for n in range(5)
+    ]
+    writer.add_many(updates[:4])
+    assert gate.is_open, "84 of 100"
+    writer.add(updates[4])
+    assert not gate.is_open
+    assert writer.stats().buffered == 5
+    assert await writer.flush()
+    assert gate.is_open
+    assert writer.stats().written == 5
     await writer.stop()
 
 

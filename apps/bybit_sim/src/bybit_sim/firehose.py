@@ -182,7 +182,12 @@ class Firehose(_Job[FirehoseStatus]):
         batch: int = MAX_TRADES_PER_FRAME,
         wait_subscriber_s: float = 10.0,
     ) -> asyncio.Task[FirehoseStatus]:
-        """Check the request, then run it in the background; ``ValueError`` if refused."""
+        """``trades`` new trades in frames of ``batch``, as fast as the clients drain them,
+        once ``publicTrade.<symbol>`` has a subscriber (waiting ``wait_subscriber_s`` at
+        most); every trade goes to ground truth.
+
+        Checks the request, then runs it in the background: await the task for the final
+        status. ``ValueError`` if refused."""
         if self.status.running:
             raise ValueError("a firehose is already running")
         if trades < 1:

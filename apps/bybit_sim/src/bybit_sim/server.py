@@ -14,8 +14,7 @@ from bybit_sim.config import SimulatorConfig
 from bybit_sim.connection import ConnectionRegistry
 from bybit_sim.control import ControlApi
 from bybit_sim.faults import Faults
-from bybit_sim.firehose import Firehose, FirehoseStatus
-from bybit_sim.frames import MAX_TRADES_PER_FRAME
+from bybit_sim.firehose import Firehose
 from bybit_sim.market import MarketHub, OptionMarket
 from bybit_sim.private_ws import PrivateWs
 from bybit_sim.public_ws import PublicWs
@@ -151,21 +150,6 @@ class BybitSimulator:
             market = self.hub.ensure_market(category, symbol.split("-", 1)[0])
             return isinstance(market, OptionMarket) and market.add_contract(symbol) is not None
         return self.hub.ensure_market(category, symbol) is not None
-
-    async def push_trades(
-        self,
-        category: str,
-        symbol: str,
-        trades: int,
-        batch: int = MAX_TRADES_PER_FRAME,
-        wait_subscriber_s: float = 10.0,
-    ) -> FirehoseStatus:
-        """The firehose: ``trades`` new trades in frames of ``batch``, as fast as clients drain.
-
-        Waits for a subscriber of ``publicTrade.<symbol>`` first; every trade goes to ground
-        truth. Raises ``ValueError`` for a bad request; see ``bybit_sim.firehose``.
-        """
-        return await self.firehose.start(category, symbol, trades, batch, wait_subscriber_s)
 
     async def wait_for_trades(
         self,

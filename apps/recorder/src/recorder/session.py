@@ -14,7 +14,7 @@ The final status of a run:
   were left unwritten, the disk guard stopped it (free space below ``disk.stop_free_mb``, exit
   code 4), or the session failed; ``runs.error`` says which;
 * ``completed`` otherwise; ``runs.error`` then still notes what was not perfect (gaps REST
-  could not fill, private auth failures after a success, refills left pending at shutdown).
+  could not fill, among them those the stop cut short; private auth failures after a success).
 """
 
 from __future__ import annotations
@@ -194,8 +194,10 @@ def verdict(
                 f"{partial + unfillable} gap(s) REST could not fill ({partial} partial, "
                 f"{unfillable} unfillable): data may be missing there"
             )
-        if reconciler.pending:
-            notes.append(f"{reconciler.pending} outage(s) not refilled before shutdown")
+        if reconciler.stats.not_refilled:
+            notes.append(
+                f"{reconciler.stats.not_refilled} of them not refilled: the recorder stopped first"
+            )
     final = RunStatus.ERROR if errors and status is RunStatus.COMPLETED else status
     return Verdict(final, tuple(errors), tuple(notes))
 

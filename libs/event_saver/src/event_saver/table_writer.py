@@ -52,6 +52,8 @@ class _Transient(Exception):
 class WriterSettings:
     batch_size: int = 100
     flush_interval: float = 5.0
+    #: rows buffered before the gate closes (a writer given ``weigh`` counts each
+    #: record as its weight: a book update with many levels as several rows)
     max_buffer: int = 100_000
     #: rows per transaction at most (never fewer than batch_size): a long buffer is
     #: written in several transactions back to back, so no flush holds a huge copy of it
@@ -114,7 +116,8 @@ class TableWriter(StartStop, Generic[R]):
     for a transient reason (a locked, full or unreachable database) stays at the head
     of the buffer and is retried with backoff; a batch rejected for its content is
     written row by row, so one bad row is logged and dropped alone. Past ``max_buffer``
-    records the gate closes: the streams stop reading instead of growing memory.
+    records (or their weight, by ``weigh``) the gate closes: the streams stop reading
+    instead of growing memory.
     """
 
     def __init__(
@@ -127,6 +130,7 @@ class TableWriter(StartStop, Generic[R]):
         gate: FlowGate | None = None,
         *,
         name: str | None = None,
+        weigh: Callable[[R], int] | None = None,
     ) -> None:
         self.table = table
         self.name = name or table.name
@@ -139,6 +143,9 @@ class TableWriter(StartStop, Generic[R]):
         #: called on the event loop with each batch once it is committed
         self.on_commit: Callable[[list[R]], None] | None = None
         self._buffer: deque[R] = deque()
+        self._weigh = weigh
+        #: the buffer's weight: its length, or the sum of ``weigh`` over it
+        self._weight = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
@@ -154,28 +161,39 @@ class TableWriter(StartStop, Generic[R]):
 
     def add(self, record: R) -> None:
         self._buffer.append(record)
-        self._after_add(1)
+        self._after_add(1, 1 if self._weigh is None else self._weigh(record))
 
     def add_many(self, records: Sequence[R]) -> None:
         self._buffer.extend(records)
-        self._after_add(len(records))
+        self._after_add(len(records), self._weight_of(records))
 
-    def _after_add(self, count: int) -> None:
+    def _weight_of(self, records: Sequence[R]) -> int:
+        weigh = self._weigh
+        return len(records) if weigh is None else sum(map(weigh, records))
+
+    def _after_add(self, count: int, weight: int) -> None:
         counts = self._counts
         counts.received += count
+        self._weight += weight
         size = len(self._buffer)
         if size > counts.peak_buffered:
             counts.peak_buffered = size
         if size >= self.settings.batch_size:
             self._wake.set()
         gate = self._gate
-        if size >= self.settings.max_buffer and gate is not None and not gate.is_held_by(self.name):
+        if (
+            self._weight >= self.settings.max_buffer
+            and gate is not None
+            and not gate.is_held_by(self.name)
+        ):
             self._log.warning(
-                "%s: buffer at its bound (%d rows); pausing reads until the database catches up",
+                "%s: buffer at its bound (%d rows%s); pausing reads until the database catches up",
                 self.name,
                 size,
+                "" if self._weigh is None else f", weighing {self._weight}",
             )
             gate.hold(self.name)
+            self._wake.set()  # a few heavy records can close it before a batch is full
 
     async def write_now(self, records: Sequence[R]) -> int:
         """Write ``records`` after everything buffered; returns how many were new.
@@ -193,6 +211,7 @@ class TableWriter(StartStop, Generic[R]):
                     return inserted
             if time.monotonic() > deadline:
                 self._buffer.extend(records)
+                self._weight += self._weight_of(records)
                 raise WriteDeferred(f"{self.name}: database unavailable; rows kept in the buffer")
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.retry_max)
@@ -269,7 +288,8 @@ class TableWriter(StartStop, Generic[R]):
             return False
         for _ in range(count):
             self._buffer.popleft()
-        if self._gate is not None and len(self._buffer) < self.settings.max_buffer // 2:
+        self._weight -= self._weight_of(batch)
+        if self._gate is not None and self._weight < self.settings.max_buffer // 2:
             self._gate.release(self.name)
         if self.on_commit is not None:
             self.on_commit(batch)
