@@ -1,7 +1,8 @@
 """Order books recorded through the pipeline into a real database (SQLite and PostgreSQL).
 
 Against the simulator, whose own books are the truth: rebuilt from the database at many
-instants (``grid_db.books.book_at``), a book equals the simulator's level by level;
+instants (``grid_db.books.book_at``) or walked update by update (``book_states``), a book
+equals the simulator's level by level;
 each fault of a book (a lost update, a crossed delta, a service restart, a changed depth-1
 re-send) yields one ``gaps`` row of stream ``orderbook`` with its cause, nothing of that
 book is stored inside the gap, and the book is right again after it.
@@ -17,7 +18,7 @@ from sqlalchemy import func, select
 from bybit_records import BookKind, OutageCause, Topic
 from event_saver import RecordingPipeline
 from grid_db import DatabaseFactory, tables
-from grid_db.books import book_at
+from grid_db.books import book_at, book_states
 from testkit import wait_until
 
 from .conftest import Start
@@ -101,6 +102,36 @@ async def test_a_book_rebuilt_from_the_database_is_the_simulators_at_every_insta
     deltas = [r.update_id for r in rows if r.kind == BookKind.DELTA]
     assert len(deltas) > 100
     assert deltas == list(range(deltas[0], deltas[0] + len(deltas)))
+
+
+async def test_book_states_walks_every_update_with_the_simulators_book_after_it(
+    sim: Any, start: Start, db: DatabaseFactory
+) -> None:
+    pipeline = await recording(start, 50)
+    await wait_until(lambda: count(db, 50) > 120, timeout=20)
+    await pipeline.stop()
+    updates = stored(db, 50, BOOKS.c.kind != BookKind.CHECKPOINT)
+    since, until = updates[10].exchange_ts_ms, updates[-10].exchange_ts_ms
+    expected = [
+        (r.exchange_ts_ms, r.update_id) for r in updates if since < r.exchange_ts_ms <= until
+    ]
+
+    walked, states = [], {}
+    with db.engine.connect() as conn:
+        for update, book in book_states(conn, "linear", SYMBOL, 50, since, until):
+            walked.append((update.exchange_ts_ms, update.update_id))
+            # the book after the last update of each instant (the simulator's at that ts)
+            states[update.exchange_ts_ms] = (book.update_id, book.bids(), book.asks())
+        # from before the first full book: nothing until the subscription's snapshot
+        first, _ = next(book_states(conn, "linear", SYMBOL, 50, 0, until))
+    for ts, (update_id, bids, asks) in states.items():
+        truth = sim.ground_truth.book_at("linear", SYMBOL, 50, ts)
+        assert update_id == truth.u, ts
+        assert [tuple(x) for x in bids] == [tuple(x) for x in truth.bids], ts
+        assert [tuple(x) for x in asks] == [tuple(x) for x in truth.asks], ts
+    assert walked == expected
+    assert len(walked) > 90
+    assert first.kind is BookKind.SNAPSHOT
 
 
 @pytest.mark.parametrize(
