@@ -130,7 +130,7 @@ async def test_book_states_walks_every_update_with_the_simulators_book_after_it(
         assert [tuple(x) for x in bids] == [tuple(x) for x in truth.bids], ts
         assert [tuple(x) for x in asks] == [tuple(x) for x in truth.asks], ts
     assert walked == expected
-    assert len(walked) > 90
+    assert len(walked) > 50  # a real walk, whatever the rate
     assert first.kind is BookKind.SNAPSHOT
 
 
